@@ -1,0 +1,121 @@
+"""`emnist-draw train|evaluate|export|data|serve`: one command line for the whole project."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from emnist_draw.data import DEFAULT_DATA_DIR, PARTS, SPLITS, EmnistFileError
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from emnist_draw.train import TrainConfig, train  # torch: only with the train extra
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    result = train(cfg)
+    if result:
+        print(json.dumps({"balanced_accuracy": result["val"]["balanced_accuracy"],
+                          "accuracy": result["val"]["accuracy"], "out": cfg.out}))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from emnist_draw.evaluate import evaluate_command
+
+    print(json.dumps(evaluate_command(args)))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from emnist_draw.export import export
+
+    print(json.dumps(export(args.checkpoint, args.out, args.arch, data_dir=args.data_dir,
+                            command=args.command)))
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from emnist_draw import download
+
+    if args.action == "download":
+        for path in download.fetch_split(args.split, args.data_dir, url=args.url,
+                                         archive=args.archive):
+            print(path)
+    else:
+        from emnist_draw.data import build_pool
+
+        pool = build_pool(args.data_dir)
+        print(json.dumps({"images": int(len(pool.labels)), "val": int(pool.is_val.sum()),
+                          "train": int((~pool.is_val).sum())}))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    print("not yet: the web app arrives with issue 3; see README.md", file=sys.stderr)
+    sys.exit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emnist-draw", description=__doc__)
+    sub = parser.add_subparsers(dest="command_name", required=True)
+    data_dir_help = "folder with the official EMNIST files (.gz or raw)"
+
+    t = sub.add_parser("train", help="train a model on the pool (torchrun for several processes)")
+    t.add_argument("--out", default="runs/small", help="run folder: checkpoints, metrics.json")
+    t.add_argument("--preset", default="small", help="model widths: small (default) or seed")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=256, help="total over all processes")
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=data_dir_help)
+    t.add_argument("--extra", action="append", default=[], metavar="IMAGES_IDX",
+                   help="more training images (idx file, labels file beside it); repeatable")
+    t.add_argument("--limit", type=int, default=0, help="train on this many pool images only")
+    t.add_argument("--no-augment", dest="augment", action="store_false")
+    t.add_argument("--threads", type=int, default=0, help="torch threads per process")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="balanced accuracy and more of a model on a data set")
+    e.add_argument("--model", default=None, help="an .onnx file (default: the shipped model)")
+    e.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=data_dir_help)
+    e.add_argument("--split", choices=SPLITS, default=None,
+                   help="an official split (with --part), or the label numbering of --labels")
+    e.add_argument("--part", choices=PARTS, default="test")
+    e.add_argument("--images", default=None, help="an idx images file (with --labels)")
+    e.add_argument("--labels", default=None, help="an idx labels file (with --images)")
+    e.add_argument("--confusion", default=None, metavar="PNG", help="write the confusion matrix")
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="checkpoint -> ONNX model + metadata, with a parity check")
+    x.add_argument("checkpoint", help="a .pt from `emnist-draw train` or the original demo")
+    x.add_argument("--out", required=True, help="the .onnx file to write (metadata: .json beside)")
+    x.add_argument("--arch", default=None, help="preset, when the checkpoint does not say (seed)")
+    x.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=data_dir_help)
+    x.add_argument("--command", default=None, help="the training command, for the metadata")
+    x.set_defaults(func=cmd_export)
+
+    d = sub.add_parser("data", help="download the official EMNIST files, or describe the pool")
+    d.add_argument("action", choices=["download", "pool"])
+    d.add_argument("--split", choices=SPLITS, default="balanced")
+    d.add_argument("--data-dir", default=None, help="where to keep the files (default: a cache)")
+    d.add_argument("--url", default=None, help="where to download the NIST archive from")
+    d.add_argument("--archive", default=None, help="a gzip.zip you already have")
+    d.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("serve", help="the web app and API")
+    s.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EmnistFileError as e:
+        print(f"emnist-draw: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Checkpoint -> ONNX model + metadata JSON, refusing to write a model that disagrees with torch.
+
+Works for checkpoints of `emnist-draw train` and of the original demo
+(`torch.save({'model_state_dict': ...})`, exported with `--arch seed`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emnist_draw.data import BALANCED_CLASSES, EmnistFileError, build_pool, find_file
+from emnist_draw.evaluate import classification_report
+from emnist_draw.model import CNN, n_parameters, preset_config
+from emnist_draw.recognizer import Recognizer, sha256_file
+
+PARITY_TOLERANCE = 1e-3  # max |logit difference|; float32 kernels differ in summation order
+
+
+def load_checkpoint(path: str | Path, arch: str | None = None) -> tuple[CNN, dict]:
+    """The model of a checkpoint, in eval mode, and the checkpoint's other entries."""
+    # weights_only: a checkpoint is data, never code to run, even one a user hands us.
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "model_state_dict" not in state:
+        raise ValueError(f"{path}: no 'model_state_dict' in the checkpoint")
+    weights = state["model_state_dict"]
+    preset = arch or state.get("preset")
+    if preset is None:
+        raise ValueError(f"{path}: the checkpoint does not name its preset; pass --arch (seed?)")
+    last = max((k for k in weights if k.startswith("classifier.") and k.endswith(".weight")),
+               key=lambda k: int(k.split(".")[1]))
+    model = CNN(weights[last].shape[0], preset)
+    model.load_state_dict(weights)
+    return model.eval(), {k: v for k, v in state.items() if k != "model_state_dict"}
+
+
+def parity_images(data_dir: str | Path | None, n: int = 512) -> np.ndarray:
+    """Real validation images where the data is here; random ink otherwise."""
+    try:
+        images, _ = build_pool(data_dir).val
+        return images[np.random.default_rng(0).choice(len(images), n, replace=False)]
+    except (EmnistFileError, TypeError):
+        return np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+def data_checksums(data_dir: str | Path) -> dict[str, str]:
+    """sha256 of the files the pool is built from, so a retrain can prove it used the same data."""
+    paths = [find_file(data_dir, split, "test", kind)
+             for split in ("byclass", "bymerge") for kind in ("images", "labels")]
+    return {p.name: sha256_file(p) for p in paths}
+
+
+def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
+           data_dir: str | Path | None = None, command: str | None = None) -> dict:
+    """Write out (.onnx) and its metadata (.json); returns the metadata."""
+    model, state = load_checkpoint(checkpoint, arch)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # the TorchScript exporter announces its own deprecation
+        warnings.simplefilter("ignore")
+        # dynamo=False: the TorchScript exporter needs no onnxscript and handles this plain CNN.
+        torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(out), dynamo=False,
+                          input_names=["image"], output_names=["logits"], opset_version=17,
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+
+    n_classes = model.classifier[-1].out_features
+    classes = state.get("classes") or (BALANCED_CLASSES if n_classes == 47 else
+                                       [str(i) for i in range(n_classes)])
+    metadata = {
+        "name": out.stem,
+        "preset": model.preset,
+        "architecture": preset_config(model.preset),
+        "parameters": n_parameters(model),
+        "classes": list(classes),
+        "input": {"shape": [1, 28, 28], "orientation": "upright (the idx files are transposed)",
+                  "ink": "white (255) on black (0)", "scaling": "x / 127.5 - 1"},
+        "onnx_bytes": out.stat().st_size,
+    }
+    out.with_suffix(".json").write_text(json.dumps(metadata, indent=1))  # lets Recognizer load it
+
+    images = parity_images(data_dir)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images).unsqueeze(1).float() / 127.5 - 1).numpy()
+    got = Recognizer(out).logits(images)
+    max_diff = float(np.abs(expected - got).max())
+    agree = float((expected.argmax(1) == got.argmax(1)).mean())
+    if max_diff > PARITY_TOLERANCE or agree < 1:
+        out.unlink()
+        out.with_suffix(".json").unlink()
+        raise RuntimeError(f"ONNX and torch disagree: max |diff| {max_diff:.2e}, "
+                           f"top-1 agreement {agree:.4f}; nothing written")
+    metadata["parity"] = {"images": len(images), "max_abs_logit_diff": max_diff,
+                          "top1_agreement": agree}
+
+    if data_dir is not None and n_classes == 47:
+        try:
+            val_x, val_y = build_pool(data_dir).val
+            report = classification_report(val_y, Recognizer(out).logits(val_x).argmax(1), classes)
+            metadata["validation"] = {"set": "pool validation part (see emnist_draw/data.py)",
+                                      **{k: report[k] for k in ("balanced_accuracy", "accuracy", "images")}}
+            metadata["data_sha256"] = data_checksums(data_dir)
+        except EmnistFileError:
+            pass  # exported where the data is not: the metadata says less, the model is the same
+    if "config" in state:
+        metadata["training"] = {"command": command, "config": state["config"],
+                                "epochs": state.get("epoch"), "history": state.get("history")}
+    metadata["onnx_sha256"] = sha256_file(out)
+    out.with_suffix(".json").write_text(json.dumps(metadata, indent=1))
+    return {k: metadata[k] for k in ("name", "parameters", "onnx_bytes", "parity")
+            } | {"validation": metadata.get("validation")}

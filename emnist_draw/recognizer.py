@@ -1,0 +1,93 @@
+"""Inference on ONNX Runtime: no torch in the serving process.
+
+A model is an .onnx file plus a .json of metadata beside it (classes, input scaling, figures,
+the sha256 of the .onnx); `Recognizer` checks the file against that checksum before serving it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "emnist-balanced-small"
+
+
+class ModelFileError(RuntimeError):
+    """The model file is missing, damaged, or does not match its metadata."""
+
+
+def resolve_model(name_or_path: str | Path | None = None) -> Path:
+    """A shipped model's name (see emnist_draw/models) or the path of an .onnx file."""
+    name_or_path = name_or_path or DEFAULT_MODEL
+    shipped = MODELS_DIR / f"{name_or_path}.onnx"
+    path = shipped if shipped.is_file() else Path(name_or_path)
+    if not path.is_file():
+        names = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+        raise ModelFileError(f"{path}: no such model file; shipped models: {', '.join(names) or 'none'}")
+    return path
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Recognizer:
+    def __init__(self, model: str | Path | None = None, threads: int = 1):
+        self.path = resolve_model(model)
+        meta_path = self.path.with_suffix(".json")
+        try:
+            self.metadata = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise ModelFileError(f"{meta_path}: missing or unreadable model metadata ({e})") from e
+        expected = self.metadata.get("onnx_sha256")
+        if expected and sha256_file(self.path) != expected:
+            raise ModelFileError(
+                f"{self.path}: checksum does not match {meta_path.name}; the file is damaged or "
+                "was replaced: reinstall the package or export the model again")
+        self.classes: list[str] = list(self.metadata["classes"])
+        options = ort.SessionOptions()
+        # One thread per request is fastest for a model this small; scale with processes.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelFileError(f"{self.path}: not a loadable ONNX model ({e})") from e
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name", self.path.stem)
+
+    def logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """(N, 28, 28) uint8 upright images, white ink on black -> (N, classes) logits."""
+        images = np.asarray(images)
+        out = [self.session.run(None, {self.input_name: to_input(images[i:i + batch_size])})[0]
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        logits = self.logits(images)
+        exp = np.exp(logits - logits.max(1, keepdims=True))
+        return exp / exp.sum(1, keepdims=True)
+
+    def top_k(self, image: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        """The k most likely classes of one image, with their probabilities."""
+        probs = self.probabilities(image[None])[0]
+        best = np.argsort(probs)[::-1][:k]
+        return [(self.classes[i], float(probs[i])) for i in best]
+
+
+def to_input(images_uint8: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [-1, 1], the scaling used in training."""
+    return (images_uint8.astype(np.float32)[:, None] / 127.5 - 1).astype(np.float32)

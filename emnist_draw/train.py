@@ -1,0 +1,226 @@
+"""Training: one process, or several under `torchrun` (DDP: gloo on CPU, nccl on GPU), same code.
+
+The pool has natural class frequencies (digits ~10k images each, some letters ~800) but the score
+is balanced accuracy, so the loss is logit-adjusted (Menon et al., 2021): the model learns
+logits + log(prior), and its raw logits then estimate the class-balanced posterior. No
+re-weighting or post-hoc correction is needed when serving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from emnist_draw.data import BALANCED_CLASSES, DEFAULT_DATA_DIR, build_pool, load_pair
+from emnist_draw.evaluate import classification_report
+from emnist_draw.model import CNN, n_parameters
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/small"
+    preset: str = "small"
+    epochs: int = 30
+    batch_size: int = 256  # in total, over all processes
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    seed: int = 0
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    extra: list[str] = field(default_factory=list)  # more idx image files (labels beside them)
+    limit: int = 0  # use only this many training images (tests, quick trials); 0 = all
+    augment: bool = True
+    threads: int = 0  # torch threads per process; 0 = cores / processes
+
+
+# ------------------------------------------------------------------ augmentation
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random drawing variations on a batch of [0, 1] images (N, 1, 28, 28).
+
+    People draw rotated, slanted, off-centre, too big or too small, with thin or thick pens:
+    a random affine map (rotation, shear, scale, shift) and a random stroke thickness change.
+    """
+    n = x.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.empty(n).uniform_(low, high, generator=generator)
+
+    angle = uniform(-12, 12) * math.pi / 180
+    shear = uniform(-0.25, 0.25)
+    scale_x, scale_y = uniform(0.85, 1.12), uniform(0.85, 1.12)
+    shift_x, shift_y = uniform(-0.12, 0.12), uniform(-0.12, 0.12)  # in [-1, 1] grid units: ~1.7 px
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # theta maps output to input coordinates: (rotation @ shear) / scale, then shift.
+    theta = torch.stack([
+        torch.stack([cos / scale_x, (cos * shear - sin) / scale_x, shift_x], 1),
+        torch.stack([sin / scale_y, (sin * shear + cos) / scale_y, shift_y], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    # Stroke thickness: blend towards a 3x3 dilation (thicker) or erosion (thinner).
+    thicker = F.max_pool2d(x, 3, 1, 1)
+    thinner = -F.max_pool2d(-x, 3, 1, 1)
+    amount = uniform(-0.4, 0.8).view(n, 1, 1, 1)
+    x = torch.where(amount > 0, x + amount * (thicker - x), x - amount * (thinner - x))
+    return x.clamp_(0, 1)
+
+
+def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, 28, 28) uint8 upright -> (N, 1, 28, 28) float in [-1, 1], as the model expects."""
+    return images_uint8.unsqueeze(1).float().div_(127.5).sub_(1)
+
+
+# ------------------------------------------------------------------ processes
+
+
+def setup_processes() -> tuple[int, int, torch.device]:
+    """Join the torchrun group if there is one; returns (rank, world size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) \
+        if torch.cuda.is_available() else torch.device("cpu")
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return dist.get_rank(), world, device
+    return 0, 1, device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    pool = build_pool(cfg.data_dir)
+    train_x, train_y = pool.train
+    if cfg.limit:
+        pick = np.random.default_rng(cfg.seed).permutation(len(train_y))[:cfg.limit]
+        train_x, train_y = train_x[pick], train_y[pick]
+    for images_path in cfg.extra:
+        labels_path = images_path.replace("images-idx3", "labels-idx1")
+        extra_x, extra_y = load_pair(images_path, labels_path)
+        train_x, train_y = np.concatenate([train_x, extra_x]), np.concatenate([train_y, extra_y])
+    return (train_x, train_y, *pool.val)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device,
+            batch_size: int = 1024) -> np.ndarray:
+    """Predicted classes of (N, 28, 28) uint8 upright images."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = to_input(torch.from_numpy(images[i:i + batch_size])).to(device)
+        out.append(model(batch).argmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def train(cfg: TrainConfig) -> dict:
+    rank, world, device = setup_processes()
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    train_x, train_y, val_x, val_y = load_training_data(cfg)
+    n_classes = len(BALANCED_CLASSES)
+    prior = np.bincount(train_y, minlength=n_classes) / len(train_y)
+    log_prior = torch.tensor(np.log(np.maximum(prior, 1e-8)), dtype=torch.float32, device=device)
+    images = torch.from_numpy(train_x)
+    labels = torch.from_numpy(train_y)
+
+    model = CNN(n_classes, cfg.preset).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_rank = cfg.batch_size // world
+    steps_per_epoch = len(labels) // (per_rank * world)
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(labels)} training images are fewer than one batch of {cfg.batch_size}")
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
+
+    start_epoch, history = 0, []
+    checkpoint_path = out / "last.pt"
+    if checkpoint_path.exists():  # resume: the same command picks up where it stopped
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model_state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+    net = DistributedDataParallel(model) if world > 1 else model
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        model.train()
+        # Every rank draws the same permutation and takes its own slice of each batch.
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        # Seeded per epoch and rank, so a resumed run draws exactly what an unbroken one would.
+        aug_generator = torch.Generator().manual_seed((cfg.seed * 1000 + epoch) * 100 + rank)
+        total_loss = torch.zeros((), device=device)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=rank != 0, leave=False, mininterval=2)
+        for step in bar:
+            batch = order[step * per_rank * world:(step + 1) * per_rank * world][rank::world]
+            x = images[batch].unsqueeze(1).float().div_(255)
+            if cfg.augment:
+                x = augment(x, aug_generator)
+            x = (x * 2 - 1).to(device, non_blocking=True)
+            y = labels[batch].to(device, non_blocking=True)
+            loss = F.cross_entropy(net(x) + log_prior, y, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.detach()
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        if world > 1:
+            dist.all_reduce(total_loss)
+        train_loss = total_loss.item() / (steps_per_epoch * world)
+
+        if rank == 0:
+            report = classification_report(val_y, predict(model, val_x, device), BALANCED_CLASSES)
+            entry = {"epoch": epoch + 1, "train_loss": round(train_loss, 4),
+                     "val_balanced_accuracy": report["balanced_accuracy"],
+                     "val_accuracy": report["accuracy"], "seconds": round(time.time() - t0, 1),
+                     "images_per_second": round(steps_per_epoch * cfg.batch_size / (time.time() - t0))}
+            history.append(entry)
+            print(json.dumps(entry), flush=True)
+            torch.save({"model_state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                        "torch_rng": torch.get_rng_state(), "preset": cfg.preset,
+                        "classes": BALANCED_CLASSES, "config": asdict(cfg)},
+                       out / "last.pt.tmp")
+            os.replace(out / "last.pt.tmp", checkpoint_path)  # a kill mid-save keeps the old one
+        if world > 1:
+            dist.barrier()
+
+    result = {}
+    if rank == 0:
+        report = classification_report(val_y, predict(model, val_x, device), BALANCED_CLASSES)
+        result = {"preset": cfg.preset, "parameters": n_parameters(model), "config": asdict(cfg),
+                  "processes": world,
+                  "train_images": int(len(labels)), "val_images": int(len(val_y)),
+                  "history": history, "val": report}
+        (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    if world > 1:
+        dist.destroy_process_group()
+    return result

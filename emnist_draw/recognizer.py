@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "emnist-balanced-small"
+CHARSETS = ("all", "digits", "letters")
 
 
 class ModelFileError(RuntimeError):
@@ -76,16 +77,26 @@ class Recognizer:
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        logits = self.logits(images)
+    def allowed(self, charset: str = "all") -> np.ndarray:
+        """Which classes a character set admits, as a boolean mask over self.classes."""
+        if charset not in CHARSETS:
+            raise ValueError(f"unknown charset {charset!r}; choose one of: {', '.join(CHARSETS)}")
+        digits = np.array([c.isdigit() for c in self.classes])
+        return {"all": np.ones_like(digits), "digits": digits, "letters": ~digits}[charset]
+
+    def probabilities(self, images: np.ndarray, charset: str = "all") -> np.ndarray:
+        """Softmax over the classes of the charset only: restricting the answer renormalises it."""
+        logits = np.where(self.allowed(charset), self.logits(images), -np.inf)
         exp = np.exp(logits - logits.max(1, keepdims=True))
         return exp / exp.sum(1, keepdims=True)
 
-    def top_k(self, image: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
-        """The k most likely classes of one image, with their probabilities."""
-        probs = self.probabilities(image[None])[0]
-        best = np.argsort(probs)[::-1][:k]
-        return [(self.classes[i], float(probs[i])) for i in best]
+    def top_k(self, images: np.ndarray, k: int = 5,
+              charset: str = "all") -> list[list[tuple[str, float]]]:
+        """The k most likely classes of each (28, 28) image, with their probabilities."""
+        probs = self.probabilities(images, charset)
+        k = min(k, int(self.allowed(charset).sum()))
+        best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(self.classes[i], float(p[i])) for i in row] for p, row in zip(probs, best)]
 
 
 def to_input(images_uint8: np.ndarray) -> np.ndarray:

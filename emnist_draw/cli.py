@@ -50,8 +50,27 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    print("not yet: the web app arrives with issue 3; see README.md", file=sys.stderr)
-    sys.exit(1)
+    import os
+
+    import uvicorn
+
+    from emnist_draw.recognizer import ModelFileError, Recognizer
+    from emnist_draw.server.app import MODEL_ENV, create_app
+    from emnist_draw.server.convert import ConversionError, cached_model
+
+    serve = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    try:
+        # The export runs in a child process: this one goes on to serve and must stay torch-free.
+        model = cached_model(args.checkpoint, args.arch) if args.checkpoint else args.model
+        if args.workers == 1:
+            uvicorn.run(create_app(model), **serve)  # the model is loaded here, once
+            return
+        path = Recognizer(model).path  # a bad model fails here, once, not in every worker
+    except (ConversionError, ModelFileError) as e:
+        print(f"emnist-draw: {e}", file=sys.stderr)
+        sys.exit(2)
+    os.environ[MODEL_ENV] = str(path.resolve())  # how the worker processes learn the model
+    uvicorn.run("emnist_draw.server.app:create_app", factory=True, workers=args.workers, **serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--extra", action="append", default=[], metavar="IMAGES_IDX",
                    help="more training images (idx file, labels file beside it); repeatable")
     t.add_argument("--limit", type=int, default=0, help="train on this many pool images only")
+    t.add_argument("--val-limit", type=int, default=0, help="measure on this many validation images")
     t.add_argument("--no-augment", dest="augment", action="store_false")
     t.add_argument("--threads", type=int, default=0, help="torch threads per process")
     t.set_defaults(func=cmd_train)
@@ -103,7 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--archive", default=None, help="a gzip.zip you already have")
     d.set_defaults(func=cmd_data)
 
-    s = sub.add_parser("serve", help="the web app and API")
+    s = sub.add_parser("serve", help="the web app and API (OpenAPI at /docs)")
+    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
+    s.add_argument("--port", type=int, default=8000)
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--model", default=None,
+                       help="a shipped model's name or an .onnx file (default: the shipped model)")
+    which.add_argument("--checkpoint", default=None,
+                       help="serve a torch checkpoint (e.g. the original demo's model.ckpt): "
+                            "converted once to ONNX, cached; needs the train extra")
+    s.add_argument("--arch", default=None, help="the checkpoint's preset, when it does not say (seed)")
+    s.add_argument("--workers", type=int, default=1, help="server processes, one model each")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info",
+                                                           "debug"])
     s.set_defaults(func=cmd_serve)
     return parser
 
@@ -112,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except EmnistFileError as e:
+    except (EmnistFileError, ValueError) as e:
         print(f"emnist-draw: {e}", file=sys.stderr)
         sys.exit(2)
 

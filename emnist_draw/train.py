@@ -41,6 +41,7 @@ class TrainConfig:
     data_dir: str = str(DEFAULT_DATA_DIR)
     extra: list[str] = field(default_factory=list)  # more idx image files (labels beside them)
     limit: int = 0  # use only this many training images (tests, quick trials); 0 = all
+    val_limit: int = 0  # measure on this many validation images (tests, quick trials); 0 = all
     augment: bool = True
     threads: int = 0  # torch threads per process; 0 = cores / processes
 
@@ -117,7 +118,11 @@ def load_training_data(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.nda
         labels_path = images_path.replace("images-idx3", "labels-idx1")
         extra_x, extra_y = load_pair(images_path, labels_path)
         train_x, train_y = np.concatenate([train_x, extra_x]), np.concatenate([train_y, extra_y])
-    return (train_x, train_y, *pool.val)
+    val_x, val_y = pool.val
+    if cfg.val_limit:
+        pick = np.random.default_rng(cfg.seed).permutation(len(val_y))[:cfg.val_limit]
+        val_x, val_y = val_x[pick], val_y[pick]
+    return train_x, train_y, val_x, val_y
 
 
 @torch.no_grad()
@@ -160,6 +165,10 @@ def train(cfg: TrainConfig) -> dict:
     checkpoint_path = out / "last.pt"
     if checkpoint_path.exists():  # resume: the same command picks up where it stopped
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if state["config"]["epochs"] != cfg.epochs:
+            raise ValueError(f"{checkpoint_path} belongs to a {state['config']['epochs']}-epoch run "
+                             "(its learning-rate schedule too): resume with that --epochs, or "
+                             "start afresh with another --out")
         model.load_state_dict(state["model_state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -203,13 +212,13 @@ def train(cfg: TrainConfig) -> dict:
                      "val_accuracy": report["accuracy"], "seconds": round(time.time() - t0, 1),
                      "images_per_second": round(steps_per_epoch * cfg.batch_size / (time.time() - t0))}
             history.append(entry)
-            print(json.dumps(entry), flush=True)
             torch.save({"model_state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                         "torch_rng": torch.get_rng_state(), "preset": cfg.preset,
                         "classes": BALANCED_CLASSES, "config": asdict(cfg)},
                        out / "last.pt.tmp")
             os.replace(out / "last.pt.tmp", checkpoint_path)  # a kill mid-save keeps the old one
+            print(json.dumps(entry), flush=True)
         if world > 1:
             dist.barrier()
 

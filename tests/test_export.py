@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from emnist_draw.data import BALANCED_CLASSES, build_pool
+from emnist_draw.download import OFFICIAL_SHA256
+from emnist_draw.evaluate import classification_report
+from emnist_draw.export import export, load_checkpoint
+from emnist_draw.model import CNN
+from emnist_draw.recognizer import ModelFileError, Recognizer
+
+
+def test_export_small_checkpoint_via_cli(tmp_path, data_dir):
+    torch.manual_seed(0)
+    torch.save({"model_state_dict": CNN(47, "small").state_dict(), "preset": "small"},
+               tmp_path / "model.pt")
+    out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", "export", str(tmp_path / "model.pt"),
+                          "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["classes"] == list(BALANCED_CLASSES) and meta["preset"] == "small"
+    assert meta["parity"]["max_abs_logit_diff"] < 1e-3 and meta["parity"]["top1_agreement"] == 1
+    assert meta["data_sha256"] == {k: OFFICIAL_SHA256[k][0] for k in meta["data_sha256"]}
+    assert 0 <= meta["validation"]["balanced_accuracy"] < 0.2  # untrained: about chance
+
+    recognizer = Recognizer(tmp_path / "m.onnx")
+    model, _ = load_checkpoint(tmp_path / "model.pt")
+    images = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images).unsqueeze(1).float() / 127.5 - 1).numpy()
+    assert np.abs(recognizer.logits(images) - expected).max() < 1e-3
+
+    # A damaged model file is refused at load time, naming the file and the fix.
+    blob = bytearray((tmp_path / "m.onnx").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (tmp_path / "m.onnx").write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="m.onnx: checksum does not match"):
+        Recognizer(tmp_path / "m.onnx")
+    with pytest.raises(ModelFileError, match="no such model file"):
+        Recognizer(tmp_path / "missing.onnx")
+
+
+def test_original_demo_checkpoint_exports_with_arch_seed(tmp_path):
+    # The original demo saved exactly this: a dict with the state dict, nothing else.
+    torch.manual_seed(0)
+    torch.save({"model_state_dict": CNN(47, "seed").state_dict()}, tmp_path / "model.ckpt")
+    with pytest.raises(ValueError, match="--arch"):
+        load_checkpoint(tmp_path / "model.ckpt")
+    summary = export(tmp_path / "model.ckpt", tmp_path / "seed.onnx", arch="seed")
+    assert summary["parameters"] == 99_029_295
+    assert summary["parity"]["top1_agreement"] == 1
+    assert Recognizer(tmp_path / "seed.onnx").logits(np.zeros((2, 28, 28), np.uint8)).shape == (2, 47)
+
+
+def test_shipped_model_reproduces_its_reported_figures(pool):
+    recognizer = Recognizer()  # the default: the model shipped inside the package
+    meta = recognizer.metadata
+    assert recognizer.classes == list(BALANCED_CLASSES)
+    assert meta["onnx_bytes"] < 5_000_000 and meta["parameters"] < 1_250_000
+    assert meta["training"]["command"].startswith("emnist-draw train")
+    assert meta["data_sha256"] == {k: OFFICIAL_SHA256[k][0] for k in meta["data_sha256"]}
+    val_x, val_y = pool.val
+    report = classification_report(val_y, recognizer.logits(val_x).argmax(1), BALANCED_CLASSES)
+    assert report["balanced_accuracy"] == meta["validation"]["balanced_accuracy"]
+    assert report["balanced_accuracy"] > 0.902  # the original demo's figure

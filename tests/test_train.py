@@ -1,0 +1,85 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import torch
+
+from emnist_draw.train import TrainConfig, augment, train
+
+
+def tiny(out, **kw) -> TrainConfig:
+    return TrainConfig(out=str(out), limit=2048, val_limit=2000, epochs=2, batch_size=64,
+                       threads=1, **kw)
+
+
+def test_augment_keeps_shape_range_and_ink():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 8:20, 12:16] = 1  # a bar of ink
+    y = augment(x.clone(), torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert not torch.equal(x, y)
+    ink = y.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert ink.min() > 0.4 and ink.max() < 2.5  # moved, thickened or thinned, never lost
+
+
+def test_training_learns_and_writes_metrics(tmp_path):
+    first = train(tiny(tmp_path / "a"))
+    assert len(first["history"]) == 2
+    # 2048 images, 2 epochs: far from good, far above chance (1/47).
+    assert first["val"]["balanced_accuracy"] > 0.15
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert saved["val"]["balanced_accuracy"] == first["val"]["balanced_accuracy"]
+
+
+
+def train_command(out, epochs: int) -> list[str]:
+    return [sys.executable, "-m", "emnist_draw.cli", "train", "--out", str(out), "--limit", "2048",
+            "--val-limit", "2000", "--epochs", str(epochs), "--batch-size", "64", "--threads", "1"]
+
+
+def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
+    straight = subprocess.run(train_command(tmp_path / "straight", 3), capture_output=True,
+                              text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    # The same run, killed hard once epoch 2 is saved, then started again with the same command.
+    run = subprocess.Popen(train_command(tmp_path / "killed", 3), stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    for line in run.stdout:
+        if line.startswith("{") and json.loads(line)["epoch"] == 2:
+            run.send_signal(signal.SIGKILL)
+            break
+    run.wait(timeout=60)
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["epoch"] == 2
+    resumed = subprocess.run(train_command(tmp_path / "killed", 3), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs_run = [json.loads(l)["epoch"] for l in resumed.stdout.splitlines() if l.startswith('{"epoch"')]
+    assert epochs_run == [3]
+
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert all(torch.equal(a["model_state_dict"][k], b["model_state_dict"][k])
+               for k in a["model_state_dict"])
+
+    # Resuming under another schedule is refused with a message, not silently mixed.
+    other = subprocess.run(train_command(tmp_path / "killed", 5), capture_output=True, text=True)
+    assert other.returncode != 0 and "3-epoch run" in other.stderr
+
+
+def test_two_ddp_processes_under_torchrun(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "emnist_draw.cli", "train", "--out", str(out), "--limit", "2048", "--val-limit", "2000",
+         "--epochs", "2", "--batch-size", "64", "--threads", "1"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and len(metrics["history"]) == 2
+    # Each rank saw half of every batch; together they learn as the single process does.
+    assert metrics["val"]["balanced_accuracy"] > 0.15

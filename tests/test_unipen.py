@@ -1,0 +1,60 @@
+"""UNIPEN measurement: the fixed writer split, the class mapping, the report's shape."""
+
+import numpy as np
+import pytest
+
+from emnist_draw.data import BALANCED_CLASSES, MERGED_LETTERS
+from emnist_draw.recognizer import Recognizer
+from emnist_draw.unipen import (GROUPS, Sample, contributor, evaluate_unipen, load_samples,
+                                writer_part)
+
+
+def test_writer_split_is_disjoint_and_stable():
+    measure, tune = load_samples("measure", "OK"), load_samples("tune", "OK")
+    measure_writers, tune_writers = {s.writer for s in measure}, {s.writer for s in tune}
+    assert not measure_writers & tune_writers
+    assert all(writer_part(w) == "measure" for w in measure_writers)
+    # Pinned: changing the split would silently mix measured writers into tuning.
+    assert (len(measure), len(measure_writers)) == (7124, 33)
+    assert (len(tune), len(tune_writers)) == (22544, 104)
+    assert writer_part("unipen/aga/amywldrp") == writer_part("unipen/aga/amywldrp")
+    hashed = [writer_part(f"unipen/x/w{i}") for i in range(2000)]
+    assert 0.27 < hashed.count("measure") / len(hashed) < 0.33
+
+
+def test_loading_is_cached_and_checked():
+    assert load_samples("measure", "OK") is load_samples("measure", "OK")
+    with pytest.raises(ValueError, match="part"):
+        load_samples("train")
+    with pytest.raises(ValueError, match="quality"):
+        load_samples("measure", "good")
+
+
+def test_class_mapping_merges_the_right_letters():
+    label = lambda char: Sample(char, "unipen/aga/x", "OK", []).label  # noqa: E731
+    for letter in MERGED_LETTERS:
+        assert label(letter) == label(letter.upper()) == BALANCED_CLASSES.index(letter.upper())
+    for letter in "abdefghnqrt":
+        assert label(letter) != label(letter.upper())
+        assert BALANCED_CLASSES[label(letter)] == letter
+    assert [label(d) for d in "0123456789"] == list(range(10))
+    assert {s.group for s in load_samples("measure", "OK")} == set(GROUPS)
+    assert contributor("unipen/aga/amywldrp") == "aga"
+
+
+def test_evaluation_report():
+    report = evaluate_unipen(Recognizer(), "measure", "OK", limit=300)
+    assert report["samples"] == 300 and report["part"] == "measure"
+    for key in ("accuracy", "balanced_accuracy"):
+        assert 0.4 < report[key] <= 1  # ~0.7 for the provisional model; chance is 0.02
+    groups = report["groups"]
+    assert set(groups) == set(GROUPS) and sum(g["samples"] for g in groups.values()) == 300
+    assert all(g["samples"] > 30 for g in groups.values())  # spread over the part, not its start
+    assert sum(c["samples"] for c in report["contributors"].values()) == 300
+    assert report["digits_only"]["samples"] == groups["digits"]["samples"]
+    assert report["letters_only"]["samples"] == groups["upper"]["samples"] + groups["lower"]["samples"]
+    # Restricting the answer to the right kind of character can only help.
+    assert report["digits_only"]["accuracy"] >= groups["digits"]["accuracy"]
+    assert 0 < report["render_ms_per_sample"] < 50
+    assert np.isclose(report["accuracy"], sum(
+        g["samples"] * g["accuracy"] for g in groups.values()) / 300, atol=1e-3)

@@ -1,4 +1,4 @@
-"""`emnist-draw train|evaluate|export|data|serve`: one command line for the whole project."""
+"""`emnist-draw serve|train|evaluate|export|predict|data`: one command line for the whole project."""
 
 from __future__ import annotations
 
@@ -32,6 +32,26 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     print(json.dumps(export(args.checkpoint, args.out, args.arch, data_dir=args.data_dir,
                             command=args.command)))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from emnist_draw.preprocess import InkError, image_to_input
+    from emnist_draw.recognizer import Recognizer
+
+    recognizer = Recognizer(args.model)
+    failed = False
+    for path in args.images:
+        try:
+            image = image_to_input(Path(path).read_bytes())
+        except (OSError, InkError) as e:
+            print(f"emnist-draw: {path}: {e}", file=sys.stderr)
+            failed = True
+            continue
+        top = recognizer.top_k(image[None], args.top_k, args.charset)[0]
+        print(json.dumps({"file": path, "prediction": top[0][0],
+                          "top_k": [{"label": c, "probability": round(p, 4)} for c, p in top]}))
+    if failed:
+        sys.exit(1)
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -114,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=data_dir_help)
     x.add_argument("--command", default=None, help="the training command, for the metadata")
     x.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="read characters from image files (PNG, JPEG, WebP)")
+    p.add_argument("images", nargs="+", help="image files, any size, either polarity")
+    p.add_argument("--model", default=None, help="an .onnx file (default: the shipped model)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--charset", choices=["all", "digits", "letters"], default="all")
+    p.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("data", help="download the official EMNIST files, or describe the pool")
     d.add_argument("action", choices=["download", "pool"])

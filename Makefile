@@ -13,12 +13,15 @@ $(BIN)/.serve: pyproject.toml
 	touch $@
 
 # torch==2.13.0 exactly (pinned in the train extra): the local CPU wheel, never the CUDA build.
+# The browser tests drive Debian's chromium (CI runs as root on Debian), not a downloaded one.
 $(BIN)/.dev: $(BIN)/.serve
 	$(BIN)/pip install -q -e '.[train,test]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	touch $@
 
+# http://127.0.0.1:8000 with the shipped model; API docs at /docs.
 run: $(BIN)/.serve
-	$(BIN)/emnist-draw serve
+	$(BIN)/emnist-draw serve --host 127.0.0.1 --port 8000
 
 test: $(BIN)/.dev
 	$(BIN)/python -m pytest -q

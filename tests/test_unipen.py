@@ -51,6 +51,8 @@ def test_evaluation_report():
     assert set(groups) == set(GROUPS) and sum(g["samples"] for g in groups.values()) == 300
     assert all(g["samples"] > 30 for g in groups.values())  # spread over the part, not its start
     assert sum(c["samples"] for c in report["contributors"].values()) == 300
+    assert sum(c["samples"] for c in report["per_class"].values()) == 300
+    assert len(report["per_class"]) == report["classes_present"] > 40
     assert report["digits_only"]["samples"] == groups["digits"]["samples"]
     assert report["letters_only"]["samples"] == groups["upper"]["samples"] + groups["lower"]["samples"]
     # Restricting the answer to the right kind of character can only help.

@@ -1,0 +1,1 @@
+"""The web app and JSON API (`emnist-draw serve`): FastAPI on ONNX Runtime, never torch."""

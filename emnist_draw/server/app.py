@@ -1,0 +1,273 @@
+"""The web app: the drawing page and the JSON API (OpenAPI at /docs).
+
+Run it with `emnist-draw serve`, which calls `create_app` (with --workers, uvicorn calls it in each
+worker, the model named by $EMNIST_DRAW_MODEL). Inference is ONNX Runtime: nothing here imports
+torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Body, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emnist_draw import preprocess
+from emnist_draw.data import MERGED_LETTERS
+from emnist_draw.recognizer import CHARSETS
+from emnist_draw.server.inputs import (InkError, InputError, demo_string_to_input,
+                                       image_bytes_to_input, request_to_input)
+from emnist_draw.server.predictor import Predictor, display_label
+from emnist_draw.server.schemas import (MAX_BATCH, MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,
+                                        BatchPrediction, Charset, PredictBody, Prediction,
+                                        PredictRequest, limits)
+
+MODEL_ENV = "EMNIST_DRAW_MODEL"
+# uvicorn sets up its own loggers only; this one reaches its console.
+log = logging.getLogger("uvicorn.error")
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_ERRORS_SHOWN = 5
+API_DESCRIPTION = f"""Draw a digit or Latin letter; a CNN trained on EMNIST-balanced (47 classes)
+reads it. Inference runs on ONNX Runtime.
+
+* `POST /api/predict`: JSON with one of `strokes` (point lists, any units, y down; optional
+  `canvas`), `image` (data URL or base64 of a PNG, JPEG or WebP) or `pixels` (784 values 0-255,
+  white ink on black); options `top_k`, `charset` (all, digits, letters), `return_input`.
+  The original demo's body, a JSON string of 784 comma-separated integers, works too
+  (also at `POST /predict`).
+* `POST /api/predict/upload`: an image file as multipart form data (field `file`), with the same
+  options as form fields.
+* `POST /api/predict/batch`: a JSON list of up to {MAX_BATCH} `/api/predict` objects.
+
+Classes EMNIST-balanced merges (c i j k l m o p s u v w x y z) are one class, named by the upper
+case; `display` says "C / c". Bad input is answered with 413 or 422 and a `detail` that says what
+to fix; `GET /api/model` lists the limits.
+"""
+WARM_REQUEST = {"strokes": [[[10, 10], [10, 90]]], "return_input": True}
+
+
+def create_app(model: str | Path | None = None) -> FastAPI:
+    """The app, serving `model` (a shipped name or an .onnx path; default: $EMNIST_DRAW_MODEL)."""
+    predictor = Predictor(model or os.environ.get(MODEL_ENV) or None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The model is warm already; one request through the app warms the rest (the threadpool,
+        # validation, serialisation), so the first client waits no longer than the next.
+        status = await _request(app, "/api/predict", json.dumps(WARM_REQUEST).encode())
+        log.info("model %s from %s: loaded and warmed in %.0f ms (warm-up request: %d)",
+                 predictor.name, predictor.recognizer.path, predictor.load_ms, status)
+        yield
+
+    app = FastAPI(title="emnist-draw", version=_package_version(), lifespan=lifespan,
+                  description=API_DESCRIPTION)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    _install_error_handlers(app)
+
+    def read(req: PredictRequest) -> np.ndarray:
+        try:
+            return request_to_input(req)
+        except (InkError, InputError):
+            raise
+        except ValueError as e:  # anything else preprocessing refuses is still the input's fault
+            raise InputError(str(e)) from e
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.post("/api/predict", response_model=Prediction, response_model_exclude_none=True,
+              summary="Read one character",
+              responses={422: {"description": "The input is unreadable, empty or too large"},
+                         413: {"description": "The body is over the size limit"}})
+    def predict(body: Annotated[PredictBody, Body()]) -> Prediction:
+        """A JSON object with one of `strokes`, `image` or `pixels` (see the schema), or the original
+        demo's body: a JSON string of 784 comma-separated integers, `"[0,0,...]"`."""
+        if isinstance(body, str):
+            return predictor.predict(demo_string_to_input(body)[None], [(5, "all", False)])[0]
+        options = (body.top_k, body.charset, body.return_input)
+        return predictor.predict(read(body)[None], [options])[0]
+
+    # The original demo's path, for clients written against it.
+    app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
+             summary="Read one character (the original demo's path)")(predict)
+
+    @app.post("/api/predict/upload", response_model=Prediction, response_model_exclude_none=True,
+              summary="Read one character from an uploaded image file (multipart)")
+    def predict_upload(
+        file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")],
+        top_k: Annotated[int, Form(ge=1, le=47)] = 5,
+        charset: Annotated[Charset, Form()] = "all",
+        return_input: Annotated[bool, Form()] = False,
+    ) -> Prediction:
+        data = file.file.read(MAX_IMAGE_BYTES + 1)  # one byte over is enough to refuse it
+        return predictor.predict(image_bytes_to_input(data)[None],
+                                 [(top_k, charset, return_input)])[0]
+
+    @app.post("/api/predict/batch", response_model=BatchPrediction,
+              response_model_exclude_none=True,
+              summary=f"Read up to {MAX_BATCH} characters in one call")
+    def predict_batch(body: Annotated[BatchBody, Body()]) -> BatchPrediction:
+        """A JSON list of the objects `/api/predict` takes; answers in the same order. One bad item
+        refuses the whole batch, naming the item."""
+        images = []
+        for i, req in enumerate(body):
+            try:
+                images.append(read(req))
+            except ValueError as e:
+                raise InputError(f"input {i}: {e}") from e
+        options = [(r.top_k, r.charset, r.return_input) for r in body]
+        return BatchPrediction(model=predictor.name,
+                               predictions=predictor.predict(np.stack(images), options))
+
+    @app.get("/api/model", summary="The model: classes, figures, preprocessing, limits")
+    def model_info() -> dict[str, Any]:
+        meta = predictor.recognizer.metadata
+        classes = predictor.recognizer.classes
+        return {
+            "name": predictor.name,
+            "version": app.version,
+            "classes": classes,
+            "display": {c: display_label(c) for c in classes},
+            "merged_letters": MERGED_LETTERS,
+            "charsets": list(CHARSETS),
+            "metrics": meta.get("validation"),
+            "parameters": meta.get("parameters"),
+            "onnx_sha256": meta.get("onnx_sha256"),
+            "input": meta.get("input"),
+            "preprocessing": _preprocessing_constants(),
+            "limits": limits(),
+        }
+
+    @app.get("/healthz", summary="Liveness; says which model is served")
+    def healthz() -> dict[str, Any]:
+        # torch_imported is how the tests check that serving stays torch-free.
+        return {"status": "ok", "model": predictor.name, "torch_imported": "torch" in sys.modules}
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+async def _request(app: ASGIApp, path: str, body: bytes) -> int:
+    """POST body to path inside the process, as a client would; returns the status."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0),
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    status = []
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    await app(scope, receive, send)
+    return status[0]
+
+
+def _package_version() -> str:
+    try:
+        return version("emnist-draw")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _preprocessing_constants() -> dict[str, Any]:
+    """The preprocessing module's upper-case constants (sizes, margins...), as it defines them."""
+    return {name: value for name, value in vars(preprocess).items()
+            if name.isupper() and isinstance(value, (int, float, str, tuple))}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InkError)
+    @app.exception_handler(InputError)
+    async def unreadable(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        return JSONResponse({"detail": validation_message(errors),
+                             "errors": [{"loc": list(e.get("loc", ())), "msg": e.get("msg")}
+                                        for e in errors[:MAX_ERRORS_SHOWN]]},
+                            status_code=422)
+
+
+def validation_message(errors: list[dict]) -> str:
+    """Pydantic's error list as one sentence a person can act on."""
+    parts = []
+    for e in errors[:MAX_ERRORS_SHOWN]:
+        loc = [str(x) for x in e.get("loc", ())]
+        if loc[:1] in (["body"], ["form"], ["query"]):
+            loc = loc[1:]
+        if loc[:1] in (["request"], ["demo"]):  # the tags of the predict body's two forms
+            loc = loc[1:]
+        kind, msg = e.get("type", ""), str(e.get("msg", "")).removeprefix("Value error, ")
+        if kind == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error", "")
+            parts.append(f"the body is not valid JSON ({reason})" if reason else
+                         "the body is not valid JSON")
+            continue
+        if kind == "missing" and not loc:
+            parts.append("a JSON body is required")
+            continue
+        if kind in ("model_attributes_type", "dict_type") and not loc:
+            parts.append("the body must be a JSON object with one of 'strokes', 'image' or "
+                         "'pixels' (or the original demo's string of 784 integers)")
+            continue
+        if kind == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+    if len(errors) > MAX_ERRORS_SHOWN:
+        parts.append(f"and {len(errors) - MAX_ERRORS_SHOWN} more errors")
+    return "; ".join(parts)
+
+
+class BodyLimit:
+    """Refuse a request body over max_bytes with 413, without reading more of it than that."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": self._message(int(declared))}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited() -> Message:
+            # A chunked body declares no length: count it as it arrives.
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self._message(received))
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self, size: int) -> str:
+        return f"the body is over the {self.max_bytes:,}-byte limit ({size:,} bytes or more)"
+
+
+__all__ = ["create_app", "MODEL_ENV", "validation_message"]

@@ -1,0 +1,57 @@
+"""The model as the API serves it: loaded and warmed once, answers in the API's terms."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emnist_draw.data import MERGED_LETTERS
+from emnist_draw.preprocess import strokes_to_input
+from emnist_draw.recognizer import Recognizer
+from emnist_draw.server.schemas import Guess, Prediction
+
+
+def display_label(cls: str) -> str:
+    """EMNIST-balanced has one class for 'C' and 'c'; say so rather than claim the upper case."""
+    return f"{cls} / {cls.lower()}" if cls.isupper() and cls.lower() in MERGED_LETTERS else cls
+
+
+class Predictor:
+    def __init__(self, model: str | Path | None = None):
+        started = time.perf_counter()
+        self.recognizer = Recognizer(model)
+        self.warm()
+        self.load_ms = 1000 * (time.perf_counter() - started)
+
+    @property
+    def name(self) -> str:
+        return self.recognizer.name
+
+    def warm(self) -> None:
+        # ONNX Runtime sizes its buffers on the first run; paying for that here, on a real drawing,
+        # makes the first request as fast as the next.
+        image = strokes_to_input([[[10, 10], [10, 90]], [[0, 20], [10, 10]]], canvas_size=(100, 100))
+        self.predict(image[None], [(5, "all", True)])  # batches of one, what most requests are
+        self.predict(np.stack([image, image]), [(5, "all", False), (5, "digits", False)])
+
+    def predict(self, images: np.ndarray,
+                options: list[tuple[int, str, bool]]) -> list[Prediction]:
+        """images: (N, 28, 28) uint8; options: per image (top_k, charset, return_input)."""
+        answers: list[Prediction | None] = [None] * len(images)
+        classes = self.recognizer.classes
+        # One model run per character set in the batch: the set changes the softmax, not the logits.
+        for charset in dict.fromkeys(charset for _, charset, _ in options):
+            rows = [i for i, (_, c, _) in enumerate(options) if c == charset]
+            probs = self.recognizer.probabilities(images[rows], charset)
+            allowed = int(self.recognizer.allowed(charset).sum())
+            for row, p in zip(rows, probs):
+                k, _, with_input = options[row]
+                best = np.argsort(-p, kind="stable")[:min(k, allowed)]
+                top = [Guess(label=classes[i], display=display_label(classes[i]),
+                             probability=float(p[i])) for i in best]
+                answers[row] = Prediction(
+                    prediction=top[0].label, top_k=top, model=self.name, charset=charset,
+                    input=images[row].reshape(-1).tolist() if with_input else None)
+        return answers  # type: ignore[return-value]

@@ -1,0 +1,113 @@
+"""The API's request and response bodies, with the limits that keep one request cheap.
+
+Every limit is here, so `GET /api/model` and the docs can state them and the tests can aim at them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+MAX_STROKES = 100
+MAX_POINTS_PER_STROKE = 2_000
+MAX_POINTS = 10_000
+MAX_COORDINATE = 1e6  # any unit is fine, but a coordinate this large is a bug, not a drawing
+MAX_IMAGE_BYTES = 2 * 1024 * 1024  # decoded file size
+MAX_IMAGE_PIXELS = 4096 * 4096  # width x height, checked from the header before decoding
+MAX_BATCH = 64
+# A batch of strokes is the largest body we mean to accept; anything beyond is refused unread.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+N_PIXELS = 28 * 28
+
+Charset = Literal["all", "digits", "letters"]
+Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)]
+Point = Annotated[list[Coordinate], Field(min_length=2, max_length=2, description="[x, y], y down")]
+Stroke = Annotated[list[Point], Field(max_length=MAX_POINTS_PER_STROKE)]
+Pixel = Annotated[float, Field(ge=0, le=255)]
+
+
+class Canvas(BaseModel):
+    """The drawing area the stroke coordinates refer to (the page sends its CSS size)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    width: float = Field(gt=0, le=MAX_COORDINATE)
+    height: float = Field(gt=0, le=MAX_COORDINATE)
+
+
+class PredictRequest(BaseModel):
+    """One character, given as exactly one of strokes, image or pixels."""
+
+    # NaN and Infinity are valid to Python's JSON parser; they are never valid ink.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={
+        "examples": [{"strokes": [[[50, 10], [50, 90]]], "canvas": {"width": 100, "height": 100},
+                      "top_k": 5, "charset": "all", "return_input": True}]})
+
+    strokes: list[Stroke] | None = Field(
+        None, max_length=MAX_STROKES,
+        description="Strokes, each a list of [x, y] points (any units, y down).")
+    canvas: Canvas | None = Field(None, description="Size of the area the strokes were drawn in.")
+    image: str | None = Field(
+        None, max_length=MAX_IMAGE_BYTES * 4 // 3 + 1024,
+        description="A PNG, JPEG or WebP image, as a data URL or plain base64.")
+    pixels: list[Pixel] | None = Field(
+        None, max_length=N_PIXELS,
+        description="784 grey levels 0-255, row by row, white ink on black.")
+    top_k: int = Field(5, ge=1, le=47, description="How many of the most likely classes to return.")
+    charset: Charset = Field("all", description="Restrict the answer to digits or letters.")
+    return_input: bool = Field(False, description="Also return the 28x28 image the model saw.")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PredictRequest:
+        given = [name for name in ("strokes", "image", "pixels") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'strokes', 'image' or 'pixels'"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.strokes is not None:
+            total = sum(len(s) for s in self.strokes)
+            if total > MAX_POINTS:
+                raise ValueError(f"too many points: {total} in all, the limit is {MAX_POINTS}")
+        if self.pixels is not None and len(self.pixels) != N_PIXELS:
+            raise ValueError(f"'pixels' needs {N_PIXELS} values (28x28), got {len(self.pixels)}")
+        return self
+
+
+def _body_kind(body: object) -> str:
+    return "demo" if isinstance(body, str) else "request"
+
+
+# The original demo posted a JSON *string* of 784 comma-separated integers; both forms share a path.
+PredictBody = Annotated[
+    Annotated[PredictRequest, Tag("request")]
+    | Annotated[str, Tag("demo"), Field(max_length=64 * 1024,
+                                         description="The original demo's body: \"[0,0,...]\"")],
+    Discriminator(_body_kind),
+]
+BatchBody = Annotated[list[PredictRequest], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Guess(BaseModel):
+    label: str = Field(description="The model's class, one character.")
+    display: str = Field(description="How to show it: merged classes as both cases, 'C / c'.")
+    probability: float
+
+
+class Prediction(BaseModel):
+    prediction: str = Field(description="The most likely class, one character.")
+    top_k: list[Guess] = Field(description="Most likely first.")
+    model: str
+    charset: Charset
+    input: list[int] | None = Field(
+        None, description="With return_input: the 28x28 input, 784 values row by row.")
+
+
+class BatchPrediction(BaseModel):
+    model: str
+    predictions: list[Prediction]
+
+
+def limits() -> dict[str, int]:
+    return {"max_strokes": MAX_STROKES, "max_points_per_stroke": MAX_POINTS_PER_STROKE,
+            "max_points": MAX_POINTS, "max_image_bytes": MAX_IMAGE_BYTES,
+            "max_image_pixels": MAX_IMAGE_PIXELS, "max_batch": MAX_BATCH,
+            "max_body_bytes": MAX_BODY_BYTES}

@@ -1,0 +1,174 @@
+"""UNIPEN pen-drawn characters: how well the model reads what people draw.
+
+Data: UNIPEN train_r01_v07 (Guyon et al., 1994; CC BY 4.0 re-release,
+doi:10.5281/zenodo.1195803), 101,108 isolated characters 0-9 A-Z a-z by 318 writers, as
+strokes with y growing downwards; quality "OK" marks the hand-checked ones.
+
+The writers are split once, for everyone, by the sha256 of the writer id: about 30% of them
+form the "measure" part, which nothing may be tuned or trained on; the rest form the "tune"
+part, free for tuning preprocessing and for training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .data import BALANCED_CLASSES, DEFAULT_DATA_DIR, to_balanced
+from .preprocess import strokes_to_input
+
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
+
+DEFAULT_UNIPEN_FILE = DEFAULT_DATA_DIR.parent / "unipen" / "unipen-r01-v07-chars.jsonl.gz"
+PARTS = ("measure", "tune")
+QUALITIES = ("OK", "all")
+MEASURE_PERCENT = 30
+GROUPS = ("digits", "upper", "lower")
+
+
+@dataclass(frozen=True)
+class Sample:
+    char: str  # as written: case kept, so "c" and "C" are told apart in the per-group figures
+    writer: str  # "unipen/<contributor>/<id>"
+    quality: str
+    strokes: list
+
+    @property
+    def label(self) -> int:
+        """The balanced class (upper and lower case merged for c i j k l m o p s u v w x y z)."""
+        return to_balanced(self.char)
+
+    @property
+    def contributor(self) -> str:
+        return contributor(self.writer)
+
+    @property
+    def group(self) -> str:
+        return "digits" if self.char.isdigit() else "upper" if self.char.isupper() else "lower"
+
+
+def contributor(writer: str) -> str:
+    """The institution that recorded a writer: "aga" in "unipen/aga/amywldrp"."""
+    return writer.split("/")[1]
+
+
+def writer_part(writer: str) -> str:
+    """'measure' or 'tune': fixed by the writer id's hash, so no writer is in both."""
+    bucket = int(hashlib.sha256(writer.encode()).hexdigest()[:8], 16) % 100
+    return "measure" if bucket < MEASURE_PERCENT else "tune"
+
+
+def load_samples(part: str | None = None, quality: str = "all",
+                 path: str | Path = DEFAULT_UNIPEN_FILE) -> tuple[Sample, ...]:
+    """The samples of one part ('measure', 'tune', or None for both), in file order.
+
+    Cached per process: parsing the whole file takes seconds, and evaluation, tests and the
+    README picture all come back for it.
+    """
+    if part not in (*PARTS, None):
+        raise ValueError(f"unknown part {part!r}; choose one of: {', '.join(PARTS)}")
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown quality {quality!r}; choose one of: {', '.join(QUALITIES)}")
+    return _load(part, quality, Path(path).resolve())
+
+
+@lru_cache(maxsize=8)
+def _load(part: str | None, quality: str, path: Path) -> tuple[Sample, ...]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the UNIPEN characters file is not there (see ../shared/data)")
+    samples = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            # Cheap text checks first: parsing the JSON of every line dominates the load time.
+            if quality == "OK" and '"OK"' not in line:
+                continue
+            if part is not None and (writer := _writer_in(line)) and writer_part(writer) != part:
+                continue
+            row = json.loads(line)
+            if part is not None and writer_part(row["writer"]) != part:
+                continue
+            if quality == "OK" and row["quality"] != "OK":
+                continue
+            samples.append(Sample(row["char"], row["writer"], row["quality"], row["strokes"]))
+    return tuple(samples)
+
+
+def _writer_in(line: str) -> str | None:
+    """The writer id read off the raw JSON line, or None if it is not written plainly."""
+    head, found, rest = line.partition('"writer":"')
+    return rest.partition('"')[0] if found else None
+
+
+def render(samples: Sequence[Sample]) -> np.ndarray:
+    """(N, 28, 28) uint8 model inputs, drawn exactly as the page's strokes are."""
+    return np.stack([strokes_to_input(s.strokes) for s in samples]) if samples else (
+        np.zeros((0, 28, 28), np.uint8))
+
+
+def evaluate_unipen(recognizer: Recognizer, part: str = "measure", quality: str = "OK",
+                    limit: int | None = None, path: str | Path = DEFAULT_UNIPEN_FILE) -> dict:
+    """Accuracy of a Recognizer on UNIPEN samples rendered with strokes_to_input.
+
+    `limit` takes that many samples spread evenly over the part. Returns a JSON-ready dict:
+    samples, writers, accuracy, balanced_accuracy (mean recall over the classes present),
+    groups (digits / upper / lower by the character as written), per_class, contributors,
+    digits_only (digit samples, answer restricted to digits), letters_only (letter samples,
+    answer restricted to letters), and render_ms_per_sample; each figure with its count.
+    """
+    samples = load_samples(part, quality, path)
+    if limit is not None and limit < len(samples):
+        # Evenly spaced, not the first ones: the file is ordered by writer and by character.
+        samples = tuple(samples[i] for i in np.linspace(0, len(samples) - 1, limit).astype(int))
+    if not samples:
+        raise ValueError(f"no UNIPEN samples in part {part!r} with quality {quality!r}")
+    start = time.perf_counter()
+    images = render(samples)
+    render_ms = (time.perf_counter() - start) * 1000 / len(samples)
+
+    logits = recognizer.logits(images)
+    # Answers are class indices of the recognizer; map the truth into its class list.
+    classes = list(recognizer.classes)
+    truth = np.array([classes.index(BALANCED_CLASSES[s.label]) for s in samples])
+    predicted = logits.argmax(1)
+    correct = predicted == truth
+    groups = np.array([s.group for s in samples])
+    contributors = np.array([s.contributor for s in samples])
+
+    def restricted(charset: str, members: np.ndarray) -> dict:
+        # The page's digits-only / letters-only modes: the answer is the best allowed class.
+        masked = np.where(recognizer.allowed(charset), logits[members], -np.inf)
+        return _figure(masked.argmax(1) == truth[members])
+
+    return {
+        "model": getattr(recognizer, "name", None),
+        "part": part,
+        "quality": quality,
+        "samples": len(samples),
+        "writers": len({s.writer for s in samples}),
+        "accuracy": _round(correct.mean()),
+        "balanced_accuracy": _round(np.mean([correct[truth == c].mean() for c in np.unique(truth)])),
+        "classes_present": int(len(np.unique(truth))),
+        "groups": {g: _figure(correct[groups == g]) for g in GROUPS},
+        "per_class": {classes[c]: _figure(correct[truth == c]) for c in np.unique(truth)},
+        "contributors": {c: _figure(correct[contributors == c]) for c in sorted(set(contributors))},
+        "digits_only": restricted("digits", groups == "digits"),
+        "letters_only": restricted("letters", groups != "digits"),
+        "render_ms_per_sample": round(render_ms, 3),
+    }
+
+
+def _figure(correct: np.ndarray) -> dict:
+    return {"samples": int(correct.size), "accuracy": _round(correct.mean()) if correct.size else None}
+
+
+def _round(x: float) -> float:
+    return round(float(x), 4)

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=data_dir_help)
     t.add_argument("--extra", action="append", default=[], metavar="IMAGES_IDX",
                    help="more training images (idx file, labels file beside it); repeatable")
+    t.add_argument("--init", default="", metavar="CHECKPOINT",
+                   help="start from these weights (fine-tuning): new optimizer and schedule")
     t.add_argument("--limit", type=int, default=0, help="train on this many pool images only")
     t.add_argument("--val-limit", type=int, default=0, help="measure on this many validation images")
     t.add_argument("--no-augment", dest="augment", action="store_false")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emnist_draw import preprocess
 from emnist_draw.data import BALANCED_CLASSES, EmnistFileError, build_pool, find_file
 from emnist_draw.evaluate import classification_report
 from emnist_draw.model import CNN, n_parameters, preset_config
@@ -78,6 +79,8 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
         "classes": list(classes),
         "input": {"shape": [1, 28, 28], "orientation": "upright (the idx files are transposed)",
                   "ink": "white (255) on black (0)", "scaling": "x / 127.5 - 1"},
+        "preprocessing": {name.lower(): getattr(preprocess, name) for name in (
+            "INK_SIZE", "BLUR_SIGMA", "ROI_THRESHOLD", "NOISE_THRESHOLD", "STROKE_WIDTH")},
         "onnx_bytes": out.stat().st_size,
     }
     out.with_suffix(".json").write_text(json.dumps(metadata, indent=1))  # lets Recognizer load it
@@ -105,9 +108,12 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
             metadata["data_sha256"] = data_checksums(data_dir)
         except EmnistFileError:
             pass  # exported where the data is not: the metadata says less, the model is the same
-    if "config" in state:
-        metadata["training"] = {"command": command, "config": state["config"],
-                                "epochs": state.get("epoch"), "history": state.get("history")}
+    stage = state
+    while "config" in stage:  # a fine-tuned model: record every stage, last first
+        metadata.setdefault("training", {"command": command, "stages": []})["stages"].append(
+            {"config": stage["config"], "epochs": stage.get("epoch"), "history": stage.get("history")})
+        init = stage["config"].get("init")
+        stage = load_checkpoint(init)[1] if init and Path(init).is_file() else {}
     metadata["onnx_sha256"] = sha256_file(out)
     out.with_suffix(".json").write_text(json.dumps(metadata, indent=1))
     return {k: metadata[k] for k in ("name", "parameters", "onnx_bytes", "parity")

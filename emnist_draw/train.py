@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     data_dir: str = str(DEFAULT_DATA_DIR)
     extra: list[str] = field(default_factory=list)  # more idx image files (labels beside them)
+    init: str = ""  # start from this checkpoint's weights (fine-tuning); fresh optimizer and schedule
     limit: int = 0  # use only this many training images (tests, quick trials); 0 = all
     val_limit: int = 0  # measure on this many validation images (tests, quick trials); 0 = all
     augment: bool = True
@@ -153,6 +154,9 @@ def train(cfg: TrainConfig) -> dict:
     labels = torch.from_numpy(train_y)
 
     model = CNN(n_classes, cfg.preset).to(device)
+    if cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True)
+                              ["model_state_dict"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_rank = cfg.batch_size // world
     steps_per_epoch = len(labels) // (per_rank * world)

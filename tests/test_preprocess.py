@@ -98,8 +98,10 @@ def test_emnist_image_round_trips_through_image_files(emnist, recognizer, varian
     outputs = np.stack(outputs)
     errors = [error(a, b) for a, b in zip(outputs, images)]
     lossless = variant != "rgb-jpeg-inverted"
-    # Grey levels per pixel. Not zero: a faint blur tail can move the frame by half a pixel.
-    assert np.median(errors) < 6 and max(errors) < 12, errors
+    # Grey levels per pixel. Not zero: a faint blur tail can move the frame by half a pixel;
+    # JPEG adds its own ringing on top.
+    median_bound, max_bound = (6, 12) if lossless else (10, 18)
+    assert np.median(errors) < median_bound and max(errors) < max_bound, errors
     if lossless:  # every file format reaches exactly what the pixels path gives
         assert all(np.array_equal(o, pixels_to_input(i.ravel())) for o, i in zip(outputs, images))
     agree = recognizer.logits(outputs).argmax(1) == recognizer.logits(images).argmax(1)

@@ -32,6 +32,11 @@ def test_training_learns_and_writes_metrics(tmp_path):
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["val"]["balanced_accuracy"] == first["val"]["balanced_accuracy"]
 
+    # Fine-tuning starts from the trained weights: its first epoch starts where "a" ended.
+    tuned = train(TrainConfig(**{**tiny(tmp_path / "ft").__dict__, "epochs": 1,
+                                 "init": str(tmp_path / "a" / "last.pt")}))
+    assert tuned["history"][0]["train_loss"] < first["history"][0]["train_loss"]
+
 
 
 def train_command(out, epochs: int) -> list[str]:

@@ -57,6 +57,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_data(args: argparse.Namespace) -> None:
     from emnist_draw import download
 
+    if args.action == "unipen":
+        from emnist_draw.unipen import export_idx
+
+        for path in export_idx(args.out, quality=args.quality):
+            print(path)
+        return
     if args.action == "download":
         for path in download.fetch_split(args.split, args.data_dir, url=args.url,
                                          archive=args.archive):
@@ -145,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("data", help="download the official EMNIST files, or describe the pool")
-    d.add_argument("action", choices=["download", "pool"])
+    d.add_argument("action", choices=["download", "pool", "unipen"],
+                   help="unipen: render the UNIPEN tune writers as idx files for `train --extra`")
+    d.add_argument("--out", default="runs/unipen", help="unipen: where to write the idx files")
+    d.add_argument("--quality", choices=["OK", "all"], default="OK",
+                   help="unipen: only the hand-checked samples, or all")
     d.add_argument("--split", choices=SPLITS, default="balanced")
     d.add_argument("--data-dir", default=None, help="where to keep the files (default: a cache)")
     d.add_argument("--url", default=None, help="where to download the NIST archive from")

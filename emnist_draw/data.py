@@ -78,6 +78,22 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """Write uint8 labels (N,) or images (N, 28, 28) as an idx file (.gz when the name says so).
+
+    Images are written as given: pass them transposed (`images.transpose(0, 2, 1)`) to store
+    them the way the official files do, so that load_pair returns them upright.
+    """
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = IDX_IMAGES_MAGIC if array.ndim == 3 else IDX_LABELS_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "wb") as f:
+        f.write(header + array.tobytes())
+    return path
+
+
 def find_file(data_dir: str | Path, split: str, part: str, kind: str) -> Path:
     """The path of an official file, .gz or raw; kind is 'images' or 'labels'."""
     stem = f"emnist-{split}-{part}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .data import BALANCED_CLASSES, DEFAULT_DATA_DIR, to_balanced
+from .data import BALANCED_CLASSES, DEFAULT_DATA_DIR, to_balanced, write_idx
 from .preprocess import strokes_to_input
 
 if TYPE_CHECKING:
@@ -112,6 +112,19 @@ def render(samples: Sequence[Sample]) -> np.ndarray:
     """(N, 28, 28) uint8 model inputs, drawn exactly as the page's strokes are."""
     return np.stack([strokes_to_input(s.strokes) for s in samples]) if samples else (
         np.zeros((0, 28, 28), np.uint8))
+
+
+def export_idx(out_dir: str | Path, part: str = "tune", quality: str = "OK",
+               path: str | Path = DEFAULT_UNIPEN_FILE) -> tuple[Path, Path]:
+    """Render a part's samples into an EMNIST-style idx pair (balanced labels) for `train --extra`.
+
+    Only the "tune" writers belong in training; the "measure" writers stay unseen.
+    """
+    samples = load_samples(part, quality, path)
+    stem = Path(out_dir) / f"unipen-{part}-{quality.lower()}"
+    images = write_idx(f"{stem}-images-idx3-ubyte.gz", render(samples).transpose(0, 2, 1))
+    labels = write_idx(f"{stem}-labels-idx1-ubyte.gz", np.array([s.label for s in samples]))
+    return images, labels
 
 
 def evaluate_unipen(recognizer: Recognizer, part: str = "measure", quality: str = "OK",

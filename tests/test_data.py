@@ -4,11 +4,13 @@ import shutil
 import numpy as np
 import pytest
 
+from emnist_draw.data import write_idx as data_write_idx
 from emnist_draw.data import (BALANCED_CLASSES, EmnistFileError, load_mapping, load_pair,
                               load_split, pixel_digests, read_idx, to_balanced, validation_mask)
 
 
 def write_idx(path, array: np.ndarray, magic: int) -> None:
+    """An idx file with any magic number, to test how readers treat wrong ones."""
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wb") as f:
@@ -26,6 +28,14 @@ def test_official_file_reads_upright(data_dir):
     # A "7" has its bar at the top.
     sevens = images[labels == 7].mean(0)
     assert sevens[3:10].sum() > 1.5 * sevens[18:25].sum()
+
+
+def test_written_idx_files_read_back(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    images_path = data_write_idx(tmp_path / "i-idx3-ubyte.gz", images.transpose(0, 2, 1))
+    labels = data_write_idx(tmp_path / "l-idx1-ubyte", np.arange(5))
+    back_images, back_labels = load_pair(images_path, labels)
+    assert np.array_equal(back_images, images) and np.array_equal(back_labels, np.arange(5))
 
 
 def test_raw_and_gz_files_read_the_same(data_dir, tmp_path):

@@ -60,3 +60,16 @@ def test_evaluation_report():
     assert 0 < report["render_ms_per_sample"] < 50
     assert np.isclose(report["accuracy"], sum(
         g["samples"] * g["accuracy"] for g in groups.values()) / 300, atol=1e-3)
+
+
+def test_tune_writers_export_as_training_data(tmp_path):
+    from emnist_draw.data import load_pair
+    from emnist_draw.unipen import export_idx, load_samples, render
+
+    samples = load_samples("tune", "OK")
+    images_path, labels_path = export_idx(tmp_path, quality="OK")
+    # The name pattern `train --extra` uses to find the labels beside the images.
+    assert str(labels_path) == str(images_path).replace("images-idx3", "labels-idx1")
+    images, labels = load_pair(images_path, labels_path)
+    assert len(images) == len(samples) and labels.tolist() == [s.label for s in samples]
+    assert np.array_equal(images[:50], render(samples[:50]))  # upright, as drawn

@@ -166,16 +166,13 @@ def label_map_to_balanced(mapping: list[str]) -> np.ndarray:
 
 def load_balanced_labels(data_dir: str | Path, split: str, images: np.ndarray,
                          labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Images of any split with its labels turned into the 47 balanced classes.
+    """Images of a case-sensitive or balanced-style split (byclass, bymerge, balanced, digits,
+    mnist) with their labels turned into the 47 balanced classes; unmapped labels are dropped.
 
-    The letters split merges every letter's cases, which the balanced classes do not; its
-    images are kept with the upper-case class only where balanced merges that letter too.
+    Splits that merge more than balanced does (letters' "Aa") have no balanced label:
+    evaluate.common_classes compares those.
     """
-    lut = label_map_to_balanced(load_mapping(data_dir, split))
-    if split == "letters":
-        keep_upper = [c.lower() in MERGED_LETTERS for c in load_mapping(data_dir, split)]
-        lut = np.where(keep_upper, lut, -1)
-    balanced = lut[labels]
+    balanced = label_map_to_balanced(load_mapping(data_dir, split))[labels]
     keep = balanced >= 0
     return images[keep], balanced[keep]
 

@@ -17,7 +17,7 @@ from emnist_draw import preprocess
 from emnist_draw.data import BALANCED_CLASSES, EmnistFileError, build_pool, find_file
 from emnist_draw.evaluate import classification_report
 from emnist_draw.model import CNN, n_parameters, preset_config
-from emnist_draw.recognizer import Recognizer, sha256_file
+from emnist_draw.recognizer import Recognizer, sha256_file, to_input
 
 PARITY_TOLERANCE = 1e-3  # max |logit difference|; float32 kernels differ in summation order
 
@@ -87,7 +87,7 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
 
     images = parity_images(data_dir)
     with torch.no_grad():
-        expected = model(torch.from_numpy(images).unsqueeze(1).float() / 127.5 - 1).numpy()
+        expected = model(torch.from_numpy(to_input(images))).numpy()
     got = Recognizer(out).logits(images)
     max_diff = float(np.abs(expected - got).max())
     agree = float((expected.argmax(1) == got.argmax(1)).mean())

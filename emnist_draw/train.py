@@ -26,6 +26,7 @@ from tqdm import tqdm
 from emnist_draw.data import BALANCED_CLASSES, DEFAULT_DATA_DIR, build_pool, load_pair
 from emnist_draw.evaluate import classification_report
 from emnist_draw.model import CNN, n_parameters
+from emnist_draw.recognizer import to_input  # the one definition of the model's input scaling
 
 
 @dataclass
@@ -82,11 +83,6 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return x.clamp_(0, 1)
 
 
-def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, 28, 28) uint8 upright -> (N, 1, 28, 28) float in [-1, 1], as the model expects."""
-    return images_uint8.unsqueeze(1).float().div_(127.5).sub_(1)
-
-
 # ------------------------------------------------------------------ processes
 
 
@@ -133,7 +129,7 @@ def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device,
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        batch = to_input(torch.from_numpy(images[i:i + batch_size])).to(device)
+        batch = torch.from_numpy(to_input(images[i:i + batch_size])).to(device)
         out.append(model(batch).argmax(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 

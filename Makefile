@@ -14,9 +14,11 @@ $(BIN)/.serve: pyproject.toml
 
 # torch==2.13.0 exactly (pinned in the train extra): the local CPU wheel, never the CUDA build.
 # The browser tests drive Debian's chromium (CI runs as root on Debian), not a downloaded one.
+# The corrections tests start their own PostgreSQL server from Debian's postgresql binaries.
 $(BIN)/.dev: $(BIN)/.serve
 	$(BIN)/pip install -q -e '.[train,test]'
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 	touch $@
 
 # http://127.0.0.1:8000 with the shipped model; API docs at /docs.
@@ -27,14 +29,18 @@ test: $(BIN)/.dev
 	$(BIN)/python -m pytest -q
 
 # Retrains the shipped model from ../shared/data and exports it (about 1h50 on 2 cores):
-# 30 epochs with drawing augmentation, then 3 short epochs on the plain images.
+# 30 epochs with drawing augmentation, then 3 short epochs on the plain images plus the UNIPEN
+# tune writers' ink (rendered by emnist_draw/preprocess.py), given three times for weight.
 TRAIN_1 := emnist-draw train --out runs/small --epochs 30
-TRAIN_2 := emnist-draw train --init runs/small/last.pt --out runs/small-finetune --epochs 3 --lr 3e-4 --no-augment
+INK := runs/unipen/unipen-tune-ok-images-idx3-ubyte.gz
+TRAIN_INK := emnist-draw data unipen --out runs/unipen
+TRAIN_2 := emnist-draw train --init runs/small/last.pt --out runs/small-finetune --epochs 3 --lr 3e-4 --no-augment --extra $(INK) --extra $(INK) --extra $(INK)
 train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_1)
+	$(BIN)/$(TRAIN_INK)
 	$(BIN)/$(TRAIN_2)
 	$(BIN)/emnist-draw export runs/small-finetune/last.pt --out emnist_draw/models/emnist-balanced-small.onnx \
-		--command "$(TRAIN_1) && $(TRAIN_2)"
+		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
 
 bench: $(BIN)/.dev
 	$(BIN)/python bench/model_latency.py

@@ -89,7 +89,8 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     magic = IDX_IMAGES_MAGIC if array.ndim == 3 else IDX_LABELS_MAGIC
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "wb") as f:
+    # mtime=0: the same arrays give the same bytes, so a checksum can say two files are one
+    with (gzip.GzipFile(path, "wb", mtime=0) if path.suffix == ".gz" else open(path, "wb")) as f:
         f.write(header + array.tobytes())
     return path
 

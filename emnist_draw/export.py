@@ -110,8 +110,12 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
             pass  # exported where the data is not: the metadata says less, the model is the same
     stage = state
     while "config" in stage:  # a fine-tuned model: record every stage, last first
+        extra = [p for p in stage["config"].get("extra", []) if Path(p).is_file()]
         metadata.setdefault("training", {"command": command, "stages": []})["stages"].append(
-            {"config": stage["config"], "epochs": stage.get("epoch"), "history": stage.get("history")})
+            {"config": stage["config"], "epochs": stage.get("epoch"), "history": stage.get("history"),
+             # extra data (UNIPEN ink, corrections) is made by commands; its checksum says it
+             # was made the same way
+             "extra_sha256": {p: sha256_file(p) for p in extra}})
         init = stage["config"].get("init")
         stage = load_checkpoint(init)[1] if init and Path(init).is_file() else {}
     metadata["onnx_sha256"] = sha256_file(out)

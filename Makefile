@@ -42,9 +42,20 @@ train: $(BIN)/.dev
 	$(BIN)/emnist-draw export runs/small-finetune/last.pt --out emnist_draw/models/emnist-balanced-small.onnx \
 		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
 
+# Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.
+# About 15 minutes in all on the 2-core machine; see README, "Performance".
+BENCH_JSON = --json build/bench/$(1).json
 bench: $(BIN)/.dev
-	$(BIN)/python bench/model_latency.py
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	mkdir -p build/bench
+	$(BIN)/python bench/model_latency.py $(call BENCH_JSON,model_latency)
 	$(BIN)/python bench/unipen_eval.py
+	$(BIN)/python bench/profile_request.py $(call BENCH_JSON,profile_request)
+	$(BIN)/python bench/startup.py $(call BENCH_JSON,startup)
+	$(BIN)/python bench/http_load.py $(call BENCH_JSON,http_load)
+	$(BIN)/python bench/memory.py $(call BENCH_JSON,memory)
+	$(BIN)/python bench/footprint.py $(call BENCH_JSON,footprint)
+	$(BIN)/python bench/training_stats.py $(call BENCH_JSON,training_stats)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,5 @@
-"""`emnist-draw serve|train|evaluate|export|predict|data`: one command line for the whole project."""
+"""`emnist-draw serve|train|evaluate|export|predict|data|db|feedback`: one command line for the
+whole project."""
 
 from __future__ import annotations
 
@@ -75,34 +76,88 @@ def cmd_data(args: argparse.Namespace) -> None:
                           "train": int((~pool.is_val).sum())}))
 
 
+def cmd_db(args: argparse.Namespace) -> None:
+    from emnist_draw import store
+
+    try:
+        url = store.database_url(args.data_dir)
+        store.upgrade(url, args.revision)
+    except store.StoreError as e:
+        print(f"emnist-draw: {e}", file=sys.stderr)
+        sys.exit(2)
+    if args.action == "revision":  # a new script, from what store.corrections now says
+        from alembic import command
+
+        if not args.message:
+            raise ValueError("db revision needs -m MESSAGE: what the new revision changes")
+        engine = store.make_engine(url)
+        try:
+            command.revision(store.alembic_config(engine), args.message, autogenerate=True)
+        finally:
+            engine.dispose()
+        return
+    print(json.dumps({"database": store.describe(url), "revision": args.revision}))
+
+
+def cmd_feedback(args: argparse.Namespace) -> None:
+    from emnist_draw import store
+
+    try:
+        url = store.database_url(args.data_dir)
+        store.upgrade(url)  # an older store is brought up to date first; a new one is just empty
+    except store.StoreError as e:
+        print(f"emnist-draw: {e}", file=sys.stderr)
+        sys.exit(2)
+    engine = store.make_engine(url)
+    try:
+        print(json.dumps(store.export_idx(engine, args.out)))
+    finally:
+        engine.dispose()
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import os
 
     import uvicorn
 
+    from emnist_draw import store
     from emnist_draw.recognizer import ModelFileError, Recognizer
     from emnist_draw.server.app import MODEL_ENV, create_app
     from emnist_draw.server.convert import ConversionError, cached_model
+    from emnist_draw.server.security import DEFAULT_REQUEST_TIMEOUT_S, KEEP_ALIVE_S, SecurityOptions
 
-    serve = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    timeout = DEFAULT_REQUEST_TIMEOUT_S if args.request_timeout is None else args.request_timeout
+    protection = SecurityOptions(args.cors_origin, args.rate_limit, timeout)
+    protection.check()  # a bad origin or limit fails here, before the model loads
+    serve = {"host": args.host, "port": args.port, "log_level": args.log_level,
+             "timeout_keep_alive": KEEP_ALIVE_S}
     try:
         # The export runs in a child process: this one goes on to serve and must stay torch-free.
         model = cached_model(args.checkpoint, args.arch) if args.checkpoint else args.model
         if args.workers == 1:
-            uvicorn.run(create_app(model), **serve)  # the model is loaded here, once
+            app = create_app(model, args.data_dir, **vars(protection))  # the model loads here, once
+            uvicorn.run(app, **serve)
             return
         path = Recognizer(model).path  # a bad model fails here, once, not in every worker
-    except (ConversionError, ModelFileError) as e:
+        store.upgrade(store.database_url(args.data_dir))  # and so does an unusable database
+    except (ConversionError, ModelFileError, store.StoreError) as e:
         print(f"emnist-draw: {e}", file=sys.stderr)
         sys.exit(2)
     os.environ[MODEL_ENV] = str(path.resolve())  # how the worker processes learn the model
-    uvicorn.run("emnist_draw.server.app:create_app", factory=True, workers=args.workers, **serve)
+    os.environ[store.DATA_ENV] = str(store.data_dir(args.data_dir).resolve())  # and the store
+    os.environ.update(protection.environ())  # and CORS, the rate limit and the timeout
+    # uvicorn.run(..., workers=N), but on a socket that keeps TCP_NODELAY (see server/workers.py).
+    from emnist_draw.server import workers
+
+    workers.run("emnist_draw.server.app:create_app", args.workers, **serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emnist-draw", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
     data_dir_help = "folder with the official EMNIST files (.gz or raw)"
+    store_help = ("where the corrections' SQLite database lives (default: $EMNIST_DRAW_DATA or "
+                  "./data); ignored when $DATABASE_URL names a PostgreSQL database")
 
     t = sub.add_parser("train", help="train a model on the pool (torchrun for several processes)")
     t.add_argument("--out", default="runs/small", help="run folder: checkpoints, metrics.json")
@@ -173,9 +228,33 @@ def build_parser() -> argparse.ArgumentParser:
                             "converted once to ONNX, cached; needs the train extra")
     s.add_argument("--arch", default=None, help="the checkpoint's preset, when it does not say (seed)")
     s.add_argument("--workers", type=int, default=1, help="server processes, one model each")
+    s.add_argument("--data-dir", default=None, help=store_help)
+    s.add_argument("--cors-origin", action="append", default=[], metavar="URL",
+                   help="let pages from this origin (https://host[:port]) call the API from a "
+                        "browser; repeatable (default: no CORS, same origin only)")
+    s.add_argument("--rate-limit", type=int, default=0, metavar="N",
+                   help="at most N API requests a minute per client IP, per worker (default: off)")
+    s.add_argument("--request-timeout", type=float, default=None, metavar="S",
+                   help="answer 503 to a request that takes longer than S seconds, reading its "
+                        "body included (default: 30; 0: no limit)")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info",
                                                            "debug"])
     s.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("db", help="the corrections database: apply its migrations by hand")
+    b.add_argument("action", choices=["upgrade", "revision"],
+                   help="upgrade: to --revision; revision: write a new migration script (in a "
+                        "checkout) from the difference between the database and store.py")
+    b.add_argument("--revision", default="head", help="upgrade: the schema revision to reach")
+    b.add_argument("-m", "--message", default="", help="revision: what it changes")
+    b.add_argument("--data-dir", default=None, help=store_help)
+    b.set_defaults(func=cmd_db)
+
+    f = sub.add_parser("feedback", help="the stored corrections, as idx files for train --extra")
+    f.add_argument("action", choices=["export"])
+    f.add_argument("--out", required=True, help="folder for emnist-feedback-{images,labels}-*.gz")
+    f.add_argument("--data-dir", default=None, help=store_help)
+    f.set_defaults(func=cmd_feedback)
     return parser
 
 

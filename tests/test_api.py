@@ -294,8 +294,9 @@ def test_the_server_never_imported_torch(client):
     assert client.get("/healthz").json()["torch_imported"] is False
 
 
-def test_importing_the_app_imports_no_torch():
-    code = ("import sys; from emnist_draw.server.app import create_app; create_app(); "
+def test_importing_the_app_imports_no_torch(tmp_path):
+    code = ("import sys; from emnist_draw.server.app import create_app; "
+            f"create_app(data_dir={str(tmp_path)!r}); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -22,8 +22,10 @@ MAX_POINTS_DRAWN = 40  # per stroke: enough for the shape, few enough to draw qu
 
 
 @pytest.fixture(scope="module")
-def server_url():
-    with live_server() as url:
+def server_url(tmp_path_factory):
+    # The corrections the tests send go to a throwaway SQLite store, not ./data.
+    data = tmp_path_factory.mktemp("data")
+    with live_server("--data-dir", str(data), env={"DATABASE_URL": ""}) as url:
         yield url
 
 
@@ -195,6 +197,44 @@ def test_server_errors_are_shown(page: Page, chars: dict[str, Sample]):
     expect(page.get_by_test_id("status")).to_contain_text("model is resting")
     expect(page.get_by_role("alert")).to_be_visible()
     expect(page.get_by_test_id("prediction")).to_have_text("")
+
+
+def test_a_correction_goes_with_the_ink_that_was_read(page: Page, chars: dict[str, Sample]):
+    stats = lambda: page.request.get("/api/feedback/stats").json()  # noqa: E731
+    before = stats()
+    expect(page.get_by_test_id("feedback")).to_be_hidden()  # nothing read, nothing to correct
+    sent = draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    picker = page.get_by_test_id("feedback-picker")
+    expect(picker).to_be_hidden()
+    expect(page.get_by_test_id("feedback")).to_have_text("Wrong? Tell us what it was")
+    page.get_by_test_id("feedback").click()
+    expect(picker).to_be_visible()
+    expect(picker.get_by_role("button")).to_have_count(47)
+    expect(picker.locator('button[data-label="C"]')).to_have_text("C / c")  # merged classes
+    expect(picker.locator('button[data-label="7"]')).to_be_disabled()  # what the model said
+
+    # The server's refusal is shown, and the picker stays for another try.
+    page.route("**/api/feedback", lambda route: route.fulfill(
+        status=422, content_type="application/json", body='{"detail": "label: not today"}'))
+    picker.locator('button[data-label="T"]').click()
+    expect(page.get_by_test_id("feedback-status")).to_contain_text("label: not today")
+    page.unroute("**/api/feedback")
+
+    with page.expect_request(lambda r: r.url.endswith("/api/feedback")) as request:
+        picker.locator('button[data-label="T"]').click()
+    posted = json.loads(request.value.post_data)
+    assert (posted["label"], posted["predicted"]) == ("T", "7")
+    assert (posted["strokes"], posted["canvas"]) == (sent["strokes"], sent["canvas"])  # same ink
+    expect(page.get_by_test_id("feedback-status")).to_have_text("Thanks — saved")
+    expect(picker).to_be_hidden()
+    after = stats()
+    assert after["count"] == before["count"] + 1
+    assert after["labels"]["T"] == before["labels"].get("T", 0) + 1
+    page.locator("#lang").click()
+    expect(page.get_by_test_id("feedback-status")).to_have_text("Спасибо — сохранено")
+    page.get_by_test_id("clear").click()  # a new drawing, a new question
+    expect(page.get_by_test_id("feedback")).to_be_hidden()
 
 
 def test_phone_touch_drawing(browser: Browser, server_url: str, chars: dict[str, Sample]):

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,19 +19,24 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Body, FastAPI, File, Form, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emnist_draw import preprocess
+from emnist_draw import preprocess, store
 from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.recognizer import CHARSETS
+from emnist_draw.server import security
+from emnist_draw.server.feedback import feedback_router
 from emnist_draw.server.inputs import (InkError, InputError, demo_string_to_input,
                                        image_bytes_to_input, request_to_input)
 from emnist_draw.server.predictor import Predictor, display_label
-from emnist_draw.server.schemas import (MAX_BATCH, MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,
+from emnist_draw.server.schemas import (ERROR_RESPONSES, INPUT_ERRORS, MAX_BATCH,
+                                        MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,
                                         BatchPrediction, Charset, PredictBody, Prediction,
                                         PredictRequest, limits)
 
@@ -40,6 +45,7 @@ MODEL_ENV = "EMNIST_DRAW_MODEL"
 log = logging.getLogger("uvicorn.error")
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_ERRORS_SHOWN = 5
+MAX_LOC_CHARS = 40  # a field name echoed in an error: a client's 8 MB key is not sent back
 API_DESCRIPTION = f"""Draw a digit or Latin letter; a CNN trained on EMNIST-balanced (47 classes)
 reads it. Inference runs on ONNX Runtime.
 
@@ -51,6 +57,8 @@ reads it. Inference runs on ONNX Runtime.
 * `POST /api/predict/upload`: an image file as multipart form data (field `file`), with the same
   options as form fields.
 * `POST /api/predict/batch`: a JSON list of up to {MAX_BATCH} `/api/predict` objects.
+* `POST /api/feedback`: a correction, the `/api/predict` ink plus `label` (the right character)
+  and `predicted`; answered 201 with its `id` once stored. `GET /api/feedback/stats`: counts.
 
 Classes EMNIST-balanced merges (c i j k l m o p s u v w x y z) are one class, named by the upper
 case; `display` says "C / c". Bad input is answered with 413 or 422 and a `detail` that says what
@@ -59,9 +67,18 @@ to fix; `GET /api/model` lists the limits.
 WARM_REQUEST = {"strokes": [[[10, 10], [10, 90]]], "return_input": True}
 
 
-def create_app(model: str | Path | None = None) -> FastAPI:
-    """The app, serving `model` (a shipped name or an .onnx path; default: $EMNIST_DRAW_MODEL)."""
+def create_app(model: str | Path | None = None, data_dir: str | Path | None = None, *,
+               cors_origins: Iterable[str] | None = None, rate_limit: int | None = None,
+               request_timeout: float | None = None) -> FastAPI:
+    """The app, serving `model` (a shipped name or an .onnx path; default: $EMNIST_DRAW_MODEL),
+    keeping corrections in `data_dir` (default: $EMNIST_DRAW_DATA or ./data) or $DATABASE_URL.
+
+    cors_origins, rate_limit (requests a minute per client IP) and request_timeout (seconds): see
+    emnist_draw.server.security; None reads them from the environment (how --workers passes them).
+    """
+    protection = security.SecurityOptions.resolve(cors_origins, rate_limit, request_timeout)
     predictor = Predictor(model or os.environ.get(MODEL_ENV) or None)
+    corrections = store.open_store(data_dir)  # migrates the schema first (see emnist_draw.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,8 +90,9 @@ def create_app(model: str | Path | None = None) -> FastAPI:
         yield
 
     app = FastAPI(title="emnist-draw", version=_package_version(), lifespan=lifespan,
-                  description=API_DESCRIPTION)
+                  description=API_DESCRIPTION, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    security.install(app, protection)  # headers, CORS, rate limit, timeout, the JSON 500
     _install_error_handlers(app)
 
     def read(req: PredictRequest) -> np.ndarray:
@@ -90,23 +108,31 @@ def create_app(model: str | Path | None = None) -> FastAPI:
         return FileResponse(STATIC_DIR / "index.html")
 
     @app.post("/api/predict", response_model=Prediction, response_model_exclude_none=True,
-              summary="Read one character",
-              responses={422: {"description": "The input is unreadable, empty or too large"},
-                         413: {"description": "The body is over the size limit"}})
-    def predict(body: Annotated[PredictBody, Body()]) -> Prediction:
+              summary="Read one character", responses=INPUT_ERRORS)
+    # async: strokes or pixels are about a millisecond of CPU (at most ~50 ms at the schema's
+    # limits), so they run on the event loop. A plain `def` would cost two threadpool hops per
+    # request (the endpoint, then FastAPI's check of the answer), which bench/profile_request.py
+    # found to be the largest share of a request after preprocessing and inference; with the GIL,
+    # the threadpool gave no parallelism for this work anyway. Batches and uploads stay in the pool.
+    async def predict(body: Annotated[PredictBody, Body()]) -> Prediction:
         """A JSON object with one of `strokes`, `image` or `pixels` (see the schema), or the original
         demo's body: a JSON string of 784 comma-separated integers, `"[0,0,...]"`."""
         if isinstance(body, str):
             return predictor.predict(demo_string_to_input(body)[None], [(5, "all", False)])[0]
         options = (body.top_k, body.charset, body.return_input)
-        return predictor.predict(read(body)[None], [options])[0]
+        # Decoding an image can take ~0.4 s at the limits: in the threadpool, so it neither
+        # stalls the other requests nor escapes the request timeout.
+        image = await run_in_threadpool(read, body) if body.image is not None else read(body)
+        return predictor.predict(image[None], [options])[0]
 
     # The original demo's path, for clients written against it.
     app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
-             summary="Read one character (the original demo's path)")(predict)
+             summary="Read one character (the original demo's path)",
+             responses=INPUT_ERRORS)(predict)
 
     @app.post("/api/predict/upload", response_model=Prediction, response_model_exclude_none=True,
-              summary="Read one character from an uploaded image file (multipart)")
+              summary="Read one character from an uploaded image file (multipart)",
+              responses=INPUT_ERRORS)
     def predict_upload(
         file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")],
         top_k: Annotated[int, Form(ge=1, le=47)] = 5,
@@ -119,7 +145,8 @@ def create_app(model: str | Path | None = None) -> FastAPI:
 
     @app.post("/api/predict/batch", response_model=BatchPrediction,
               response_model_exclude_none=True,
-              summary=f"Read up to {MAX_BATCH} characters in one call")
+              summary=f"Read up to {MAX_BATCH} characters in one call",
+              responses=INPUT_ERRORS)
     def predict_batch(body: Annotated[BatchBody, Body()]) -> BatchPrediction:
         """A JSON list of the objects `/api/predict` takes; answers in the same order. One bad item
         refuses the whole batch, naming the item."""
@@ -157,6 +184,7 @@ def create_app(model: str | Path | None = None) -> FastAPI:
         # torch_imported is how the tests check that serving stays torch-free.
         return {"status": "ok", "model": predictor.name, "torch_imported": "torch" in sys.modules}
 
+    app.include_router(feedback_router(predictor, corrections, read))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -203,18 +231,61 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if isinstance(exc.body, bytes):  # FastAPI hands over raw bytes when it is not sent as JSON
+            got = request.headers.get("content-type", "")[:60]
+            return JSONResponse({"detail": "send the body as JSON, with the header "
+                                           f"Content-Type: application/json (got {got!r})"},
+                                status_code=415)
         errors = exc.errors()
         return JSONResponse({"detail": validation_message(errors),
-                             "errors": [{"loc": list(e.get("loc", ())), "msg": e.get("msg")}
+                             "errors": [{"loc": [x if isinstance(x, int) else _short(x)
+                                                 for x in e.get("loc", ())],
+                                         "msg": e.get("msg")}
                                         for e in errors[:MAX_ERRORS_SHOWN]]},
                             status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        # A body that cannot be parsed gets a bare 400 from FastAPI ("There was an error parsing
+        # the body": JSON nested too deeply, not UTF-8, a number of thousands of digits) or from
+        # Starlette (broken multipart). Like any other unreadable input it is a 422 that says why.
+        form = "form" in request.headers.get("content-type", "")
+        if exc.status_code == 400 and (exc.detail == PARSE_ERROR or form):
+            return JSONResponse({"detail": unparsable_body_message(exc, form)}, status_code=422)
+        return await http_exception_handler(request, exc)
+
+
+PARSE_ERROR = "There was an error parsing the body"  # FastAPI's words (fastapi.routing)
+
+
+def unparsable_body_message(exc: HTTPException, form: bool) -> str:
+    """Why a body could not be parsed, from the 400 that FastAPI or Starlette raised."""
+    cause = exc.__cause__
+    if exc.detail != PARSE_ERROR:  # Starlette's multipart messages say it well already
+        reason = str(exc.detail)
+    elif isinstance(cause, RecursionError):
+        reason = "nested too deeply"
+    elif isinstance(cause, UnicodeError):
+        reason = "not UTF-8 text"
+    elif isinstance(cause, ValueError) and "digits" in str(cause):
+        reason = "a number has too many digits"
+    else:
+        reason = type(cause).__name__
+    if form:
+        return f"the form data could not be read ({reason})"
+    return f"the body is not valid JSON ({reason})"
+
+
+def _short(part: object) -> str:
+    text = str(part)
+    return text if len(text) <= MAX_LOC_CHARS else text[:MAX_LOC_CHARS] + "..."
 
 
 def validation_message(errors: list[dict]) -> str:
     """Pydantic's error list as one sentence a person can act on."""
     parts = []
     for e in errors[:MAX_ERRORS_SHOWN]:
-        loc = [str(x) for x in e.get("loc", ())]
+        loc = [_short(x) for x in e.get("loc", ())]
         if loc[:1] in (["body"], ["form"], ["query"]):
             loc = loc[1:]
         if loc[:1] in (["request"], ["demo"]):  # the tags of the predict body's two forms

@@ -10,14 +10,25 @@ import base64
 import binascii
 import io
 import re
+import struct
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from emnist_draw.preprocess import InkError, image_to_input, pixels_to_input, strokes_to_input
-from emnist_draw.server.schemas import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, N_PIXELS, PredictRequest
+from emnist_draw.server.schemas import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE,
+                                        N_PIXELS, PredictRequest)
 
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP")  # MPO: how Pillow names many phone cameras' JPEGs
+# Larger images are reduced to this many pixels on their longer side before preprocessing, which
+# works on a 112-pixel frame around the ink anyway: a 4096x4096 image otherwise costs a second of
+# CPU and half a gigabyte of float arrays per request.
+WORK_SIDE = 1024
+# Besides OSError, what Pillow raises for files it cannot make sense of: ValueError (e.g. a PNG
+# text chunk that decompresses too far), SyntaxError and struct.error (broken headers),
+# DecompressionBombError (over twice Pillow's own pixel limit, before ours is even checked).
+_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, IndexError, TypeError,
+               struct.error, Image.DecompressionBombError)
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(;[\w-]+=[\w.-]+)*;base64,", re.ASCII)
 
 
@@ -57,19 +68,43 @@ def image_bytes_to_input(data: bytes) -> np.ndarray:
         raise InputError("the image is empty (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only: size is known before decoding
-    except (UnidentifiedImageError, OSError) as e:
+    except Image.DecompressionBombError as e:
+        raise InputError(f"the image is over the limit of {MAX_IMAGE_PIXELS:,} pixels in all "
+                         f"({e})") from e
+    except _UNREADABLE as e:
         raise InputError("not an image: send a PNG, JPEG or WebP file") from e
     if image.format not in IMAGE_FORMATS:
         raise InputError(f"{image.format} images are not accepted; send PNG, JPEG or WebP")
     width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS:
+    if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
         raise InputError(f"the image is {width}x{height} pixels; the limit is "
-                         f"{MAX_IMAGE_PIXELS:,} pixels in all")
+                         f"{MAX_IMAGE_PIXELS:,} pixels in all and {MAX_IMAGE_SIDE} on a side")
     try:
+        image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at 1/2, 1/4 or 1/8
         image.load()
-    except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for a cut-off or corrupt file
+        image = _reduced(image)
+    except _UNREADABLE as e:  # what PIL raises for a cut-off or corrupt file
         raise InputError(f"the {image.format} file is damaged or cut off ({e})") from e
-    return image_to_input(image)
+    try:
+        return image_to_input(image)
+    except InkError:
+        raise
+    except (ValueError, OSError) as e:  # a mode Pillow cannot convert: still the file's fault
+        raise InputError(f"the {image.format} image cannot be read ({e})") from e
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """The image with its longer side at most WORK_SIDE pixels (box-averaged, so thin ink stays)."""
+    if max(image.size) <= WORK_SIDE:
+        return image
+    # Resample colours, never palette indices or 1-bit values; the same conversions as
+    # preprocess._flatten makes, so the result reads the same.
+    if image.mode in ("P", "PA", "LA", "RGBa", "La") or "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("L")
+    image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    return image
 
 
 def demo_string_to_input(body: str) -> np.ndarray:

@@ -15,9 +15,15 @@ MAX_POINTS = 10_000
 MAX_COORDINATE = 1e6  # any unit is fine, but a coordinate this large is a bug, not a drawing
 MAX_IMAGE_BYTES = 2 * 1024 * 1024  # decoded file size
 MAX_IMAGE_PIXELS = 4096 * 4096  # width x height, checked from the header before decoding
+# Each side too: a 1 x 16-million-pixel PNG is 16 million rows, seconds of decoding for no image.
+MAX_IMAGE_SIDE = 8192
 MAX_BATCH = 64
 # A batch of strokes is the largest body we mean to accept; anything beyond is refused unread.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# JSON arrays, objects and list items in one body, counted before parsing (server.security): the
+# largest valid request holds about 30,000 (10,000 points); a batch may hold 64 x 784 pixels or
+# about 80,000 points in all. Far more is a request built to be slow, not a drawing.
+MAX_JSON_VALUES = 250_000
 N_PIXELS = 28 * 28
 
 Charset = Literal["all", "digits", "letters"]
@@ -30,7 +36,7 @@ Pixel = Annotated[float, Field(ge=0, le=255)]
 class Canvas(BaseModel):
     """The drawing area the stroke coordinates refer to (the page sends its CSS size)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     width: float = Field(gt=0, le=MAX_COORDINATE)
     height: float = Field(gt=0, le=MAX_COORDINATE)
 
@@ -38,8 +44,10 @@ class Canvas(BaseModel):
 class PredictRequest(BaseModel):
     """One character, given as exactly one of strokes, image or pixels."""
 
-    # NaN and Infinity are valid to Python's JSON parser; they are never valid ink.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={
+    # NaN and Infinity are valid to Python's JSON parser; they are never valid ink. Strict: the
+    # JSON types the schema states, no more (lax mode took `true` for 1.0 and "5" for 5; the
+    # fuzzing found the first).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra={
         "examples": [{"strokes": [[[50, 10], [50, 90]]], "canvas": {"width": 100, "height": 100},
                       "top_k": 5, "charset": "all", "return_input": True}]})
 
@@ -106,8 +114,41 @@ class BatchPrediction(BaseModel):
     predictions: list[Prediction]
 
 
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request: 'body', field names, indices.")
+    msg: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx the app answers: one sentence that says what to fix."""
+
+    detail: str = Field(description="What is wrong and how to fix it, for a person to read.")
+    errors: list[ErrorItem] | None = Field(
+        None, description="With 422 for a body that breaks the schema: the first few errors.")
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorResponse, "description": description}
+
+
+# What the middleware may answer to any request (FastAPI(responses=...) declares them everywhere).
+ERROR_RESPONSES: dict[int | str, dict] = {
+    413: _error("The body is over the size limit, or holds too many JSON values"),
+    415: _error("The body is not sent as JSON (Content-Type: application/json), where the "
+                "operation takes a JSON body"),
+    429: _error("Over the rate limit (only when the server runs with --rate-limit); "
+                "see Retry-After"),
+    503: _error("The request took longer than the server's time limit"),
+}
+# For the operations that read input: the app's own error body replaces FastAPI's default 422
+# schema (a list), which is not what the app answers.
+INPUT_ERRORS: dict[int | str, dict] = {
+    422: _error("The input is unreadable, empty, too large or breaks the schema")}
+
+
 def limits() -> dict[str, int]:
     return {"max_strokes": MAX_STROKES, "max_points_per_stroke": MAX_POINTS_PER_STROKE,
             "max_points": MAX_POINTS, "max_image_bytes": MAX_IMAGE_BYTES,
-            "max_image_pixels": MAX_IMAGE_PIXELS, "max_batch": MAX_BATCH,
-            "max_body_bytes": MAX_BODY_BYTES}
+            "max_image_pixels": MAX_IMAGE_PIXELS, "max_image_side": MAX_IMAGE_SIDE,
+            "max_batch": MAX_BATCH, "max_body_bytes": MAX_BODY_BYTES,
+            "max_json_values": MAX_JSON_VALUES}

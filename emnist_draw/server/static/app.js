@@ -8,6 +8,9 @@ const TOP_K = 5;
 const MIN_STEP = 0.003;        // of the pad's side: closer samples add points, not shape
 const MAX_POINTS_SENT = 1000;  // per stroke, under the API's limit, however long the pen lingers
 const STORE = { charset: "emnist-draw.charset", lang: "emnist-draw.lang" };
+// The 47 EMNIST-balanced classes, for the correction picker until /api/model says them.
+const CLASSES = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt";
+const MERGED = "cijklmopsuvwxyz";  // one class for both cases: shown as "C / c"
 
 const TEXT = {
   en: {
@@ -31,6 +34,11 @@ const TEXT = {
     offline: "The server did not answer; is it running?",
     api: "API",
     model: (name, acc) => `Model ${name}` + (acc ? `, balanced accuracy ${acc}%` : ""),
+    feedbackAsk: "Wrong? Tell us what it was",
+    feedbackPick: "What was it?",
+    feedbackSaving: "Saving…",
+    feedbackSaved: "Thanks — saved",
+    feedbackSame: "That is what the model said",
     langButton: "RU", langLabel: "Русский язык",
   },
   ru: {
@@ -54,6 +62,11 @@ const TEXT = {
     offline: "Сервер не ответил; он запущен?",
     api: "API",
     model: (name, acc) => `Модель ${name}` + (acc ? `, сбалансированная точность ${acc}%` : ""),
+    feedbackAsk: "Неверно? Скажите, что это было",
+    feedbackPick: "Что это было?",
+    feedbackSaving: "Сохраняю…",
+    feedbackSaved: "Спасибо — сохранено",
+    feedbackSame: "Это и сказала модель",
     langButton: "EN", langLabel: "English",
   },
 };
@@ -74,7 +87,8 @@ const ui = {
   predict: $("predict"), undo: $("undo"), clear: $("clear"), charset: $("charset"),
   prediction: $("prediction"), alt: $("prediction-alt"), status: $("status"), topk: $("topk"),
   seenFigure: $("seen-figure"), seen: $("seen"), hint: $("pad-hint"), lang: $("lang"),
-  modelInfo: $("model-info"),
+  modelInfo: $("model-info"), feedbackBox: $("feedback-box"), feedback: $("feedback"),
+  picker: $("feedback-picker"), choices: $("feedback-choices"), feedbackStatus: $("feedback-status"),
 };
 
 // Points are kept as fractions of the pad's side, so a resize or rotation keeps the drawing;
@@ -89,6 +103,8 @@ let lang = load(STORE.lang) === "ru" ? "ru" : "en";
 let modelInfo = null;
 let statusKey = "start";     // what the status line says, to say it again in another language
 let lastAnswer = null;
+let feedbackFor = null;      // the reading a correction would correct: {body, prediction}
+let feedbackShown = null;    // what the correction's status line says: {key} or {error}
 
 const t = (key, ...args) => {
   const v = TEXT[lang][key];
@@ -209,6 +225,7 @@ function setStatus(key, { error = false, text = null } = {}) {
 
 function showEmpty(key) {
   lastAnswer = null;
+  setFeedbackFor(null);
   requestSeq++;  // whatever was in flight no longer describes the pad
   if (inFlight) inFlight.abort();
   ui.prediction.textContent = "";
@@ -251,6 +268,7 @@ async function predict() {
     if (err.name === "AbortError" || seq !== requestSeq) return;
     const message = err instanceof TypeError ? t("offline") : err.message;
     lastAnswer = null;
+    setFeedbackFor(null);
     ui.prediction.textContent = "";
     ui.alt.textContent = "";
     ui.topk.replaceChildren();
@@ -260,6 +278,7 @@ async function predict() {
   }
   if (seq !== requestSeq) return;
   inFlight = null;
+  setFeedbackFor({ body, prediction: answer.prediction });
   showAnswer(answer);
 }
 
@@ -322,6 +341,94 @@ function drawSeen(pixels) {
   ui.seenFigure.hidden = false;
 }
 
+// ---------------------------------------------------------------- corrections
+
+// A new reading (or none) starts the correction control afresh: a correction always goes with
+// the ink of the reading on screen, exactly the body that was sent to /api/predict.
+function setFeedbackFor(reading) {
+  feedbackFor = reading;
+  feedbackShown = null;
+  ui.feedbackBox.hidden = reading === null;
+  ui.feedback.disabled = false;
+  closePicker();
+  showFeedbackStatus();
+}
+
+function openPicker() {
+  if (!ui.choices.childElementCount) buildPicker();
+  for (const b of ui.choices.children) {
+    // Correcting a reading to what it already said is no correction.
+    const same = b.dataset.label === feedbackFor?.prediction;
+    b.disabled = same;
+    b.title = same ? t("feedbackSame") : "";
+  }
+  ui.picker.hidden = false;
+  ui.feedback.setAttribute("aria-expanded", "true");
+  ui.choices.querySelector("button:not(:disabled)")?.focus();
+}
+
+function closePicker() {
+  ui.picker.hidden = true;
+  ui.feedback.setAttribute("aria-expanded", "false");
+}
+
+function buildPicker() {
+  const classes = modelInfo?.classes ?? [...CLASSES];
+  const display = (c) => modelInfo?.display?.[c]
+    ?? (MERGED.includes(c.toLowerCase()) && c !== c.toLowerCase() ? `${c} / ${c.toLowerCase()}` : c);
+  ui.choices.replaceChildren(...classes.map((c) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.label = c;
+    b.textContent = display(c);
+    return b;
+  }));
+}
+
+function showFeedbackStatus() {
+  const s = feedbackShown;
+  ui.feedbackStatus.textContent = !s ? "" : s.error ? t("error", s.error) : t(s.key);
+  ui.feedbackStatus.classList.toggle("error", Boolean(s?.error));
+  ui.feedbackStatus.setAttribute("role", s?.error ? "alert" : "status");
+}
+
+async function sendFeedback(label) {
+  const reading = feedbackFor;
+  if (!reading) return;
+  for (const b of ui.choices.children) b.disabled = true;
+  feedbackShown = { key: "feedbackSaving" };
+  showFeedbackStatus();
+  let error = null;
+  try {
+    const res = await fetch("/api/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...reading.body, label, predicted: reading.prediction }),
+    });
+    if (res.status !== 201) {
+      const answer = await res.json().catch(() => ({}));
+      error = describeError(answer.detail) || `${res.status} ${res.statusText}`;
+    }
+  } catch (err) {
+    error = err instanceof TypeError ? t("offline") : err.message;
+  }
+  if (reading !== feedbackFor) return;  // the pad changed meanwhile: this status is stale
+  feedbackShown = error ? { error } : { key: "feedbackSaved" };
+  if (error) {
+    openPicker();  // choose again, or try again
+  } else {
+    closePicker();
+    ui.feedback.disabled = true;  // one correction per reading
+  }
+  showFeedbackStatus();
+}
+
+ui.feedback.addEventListener("click", () => (ui.picker.hidden ? openPicker() : closePicker()));
+ui.choices.addEventListener("click", (e) => {
+  const b = e.target.closest("button");
+  if (b && !b.disabled) sendFeedback(b.dataset.label);
+});
+
 // ---------------------------------------------------------------- actions
 
 function clearPad() {
@@ -357,7 +464,11 @@ ui.charset.addEventListener("change", () => {
 });
 
 document.addEventListener("keydown", (e) => {
-  if (e.key === "Escape" || e.key === "Delete") {
+  if (e.key === "Escape" && !ui.picker.hidden) {  // Escape closes the picker before it clears
+    e.preventDefault();
+    closePicker();
+    ui.feedback.focus();
+  } else if (e.key === "Escape" || e.key === "Delete") {
     e.preventDefault();
     clearPad();
   } else if ((e.ctrlKey || e.metaKey) && !e.shiftKey && e.key.toLowerCase() === "z") {
@@ -381,6 +492,7 @@ function applyLanguage() {
   ui.lang.lang = lang === "en" ? "ru" : "en";
   if (lastAnswer) showAnswer(lastAnswer);
   else if (statusKey) setStatus(statusKey);
+  showFeedbackStatus();
   showModelInfo();
 }
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of the corrections store (applied by emnist_draw.store.upgrade)."""

@@ -1,0 +1,124 @@
+"""The security headers in a real browser (Debian's Chromium): the page's Content-Security-Policy
+blocks nothing the page needs, and /docs' own policy lets Swagger UI start.
+
+Nothing here touches the network: every request off this server is aborted and recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from emnist_draw.recognizer import Recognizer
+
+from app_helpers import clearly_read_unipen, live_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Every Content-Security-Policy violation, as the page itself sees it.
+RECORD_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+    window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory):
+    with live_server("--data-dir", str(tmp_path_factory.mktemp("data"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
+        yield browser
+        browser.close()
+
+
+class Watched:
+    """A page whose CSP violations, console complaints and off-server requests are recorded."""
+
+    def __init__(self, browser, server_url: str):
+        self.context = browser.new_context(viewport={"width": 1000, "height": 760},
+                                           base_url=server_url)
+        self.page: Page = self.context.new_page()
+        self.console: list[str] = []
+        self.elsewhere: list[str] = []
+        self.page.add_init_script(RECORD_VIOLATIONS)
+        self.page.on("console", lambda m: self.console.append(m.text)
+                     if m.type in ("error", "warning") else None)
+        self.context.route(lambda url: not url.startswith(server_url),
+                           lambda route: (self.elsewhere.append(route.request.url),
+                                          route.abort()))
+
+    def violations(self) -> list[str]:
+        seen = self.page.evaluate("window.__violations")
+        return seen + [m for m in self.console if "Content Security Policy" in m]
+
+
+def test_the_page_works_under_its_policy(browser, server_url):
+    watched = Watched(browser, server_url)
+    page = watched.page
+    response = page.goto("/")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    expect(page.get_by_test_id("status")).to_be_visible()
+    expect(page.locator("#model-info")).not_to_have_text("")  # app.js ran and fetched /api/model
+    # Draw a character a real writer drew; the page reads it and shows the model's input.
+    sample = clearly_read_unipen(Recognizer(), "7")[0]
+    box = page.get_by_test_id("pad").bounding_box()
+    xs = [x for s in sample.strokes for x, _ in s]
+    ys = [y for s in sample.strokes for _, y in s]
+    scale = 0.6 * box["width"] / max(max(xs) - min(xs), max(ys) - min(ys))
+    with page.expect_response(lambda r: r.url.endswith("/api/predict")):
+        for stroke in sample.strokes:
+            points = [(box["x"] + box["width"] / 2 + (x - (max(xs) + min(xs)) / 2) * scale,
+                       box["y"] + box["height"] / 2 + (y - (max(ys) + min(ys)) / 2) * scale)
+                      for x, y in stroke[::max(1, len(stroke) // 30)]]
+            page.mouse.move(*points[0])
+            page.mouse.down()
+            for point in points[1:]:
+                page.mouse.move(*point)
+            page.mouse.up()
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    expect(page.get_by_test_id("topk").locator("li")).to_have_count(5)
+    expect(page.get_by_test_id("input-preview")).to_be_visible()
+    # The probability bars are sized from script (CSSOM), which the policy allows.
+    width = page.get_by_test_id("topk").locator("li").first.evaluate(
+        "li => li.querySelector('[style]')?.style.width ?? ''")
+    assert width.endswith("%"), width
+    assert watched.violations() == [], watched.violations()
+    assert watched.elsewhere == [], watched.elsewhere
+    watched.context.close()
+
+
+def test_framing_the_page_is_refused(browser, server_url):
+    # frame-ancestors 'none' / X-Frame-Options DENY: another page cannot embed this one.
+    watched = Watched(browser, server_url)
+    page = watched.page
+    page.goto("/healthz")  # a same-origin page to host the frame (the policy forbids even that)
+    page.evaluate("""url => new Promise((done) => {
+        const frame = document.createElement("iframe");
+        frame.onload = () => done();
+        frame.src = url;
+        document.body.append(frame);
+    })""", server_url + "/")
+    frame = page.frames[-1]
+    assert frame.evaluate("document.querySelector('[data-testid=pad]')") is None
+    watched.context.close()
+
+
+def test_the_docs_page_is_allowed_what_it_loads(browser, server_url):
+    # Swagger UI comes from a CDN (aborted here: no network) and starts with an inline script;
+    # /docs' own policy must allow both, so online it works.
+    watched = Watched(browser, server_url)
+    watched.page.goto("/docs")
+    assert any("cdn.jsdelivr.net" in url for url in watched.elsewhere), watched.elsewhere
+    assert watched.violations() == [], watched.violations()
+    watched.context.close()

@@ -1,11 +1,14 @@
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from emnist_draw.data import load_split
+from emnist_draw.recognizer import MODELS_DIR
 
 
 def test_predict_reads_image_files_either_polarity(data_dir, tmp_path):
@@ -31,3 +34,26 @@ def test_predict_names_the_file_it_cannot_read(tmp_path):
     out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", "predict",
                           str(tmp_path / "notes.txt")], capture_output=True, text=True)
     assert out.returncode == 1 and "notes.txt" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "missing"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_damaged_model_naming_the_file_and_the_fix(tmp_path, damage, workers):
+    shipped = MODELS_DIR / "emnist-balanced-small.onnx"
+    model = tmp_path / shipped.name
+    shutil.copy(shipped.with_suffix(".json"), model.with_suffix(".json"))
+    data = shipped.read_bytes()
+    if damage == "truncated":
+        model.write_bytes(data[:len(data) // 2])
+    elif damage == "corrupt":
+        model.write_bytes(data[:1000] + bytes([data[1000] ^ 0xFF]) + data[1001:])
+    out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", "serve", "--model", str(model),
+                          "--port", "0", "--workers", workers, "--data-dir", str(tmp_path / "data")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    message = out.stderr.strip().splitlines()[-1]
+    assert str(model) in message and "Traceback" not in out.stderr
+    if damage == "missing":
+        assert "no such model file" in message and "emnist-balanced-small" in message
+    else:
+        assert "checksum does not match" in message and "reinstall" in message

@@ -41,6 +41,8 @@ train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_2)
 	$(BIN)/emnist-draw export runs/small-finetune/last.pt --out emnist_draw/models/emnist-balanced-small.onnx \
 		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
+	$(BIN)/emnist-draw export runs/small-finetune/last.pt --out emnist_draw/models/emnist-balanced-small-int8.onnx \
+		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
 
 # Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.
 # About 15 minutes in all on the 2-core machine; see README, "Performance".

@@ -20,6 +20,10 @@ from emnist_draw.model import CNN, n_parameters, preset_config
 from emnist_draw.recognizer import Recognizer, sha256_file, to_input
 
 PARITY_TOLERANCE = 1e-3  # max |logit difference|; float32 kernels differ in summation order
+# int8 rounds every weight and activation: its logits move, so parity asks that it read (almost)
+# every image as the float model does.
+INT8_MIN_AGREEMENT = 0.98
+CALIBRATION_IMAGES = 2000  # training images whose activation ranges set the int8 scales
 
 
 def load_checkpoint(path: str | Path, arch: str | None = None) -> tuple[CNN, dict]:
@@ -55,18 +59,56 @@ def data_checksums(data_dir: str | Path) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in paths}
 
 
+def quantize_int8(float_model: Path, out: Path, data_dir: str | Path | None) -> dict:
+    """out = float_model with int8 weights and activations (ONNX Runtime's static QDQ
+    quantization), its scales calibrated on training images of the pool."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    images, _ = build_pool(data_dir).train  # an EmnistFileError says where the data should be
+    pick = np.random.default_rng(0).choice(len(images), CALIBRATION_IMAGES, replace=False)
+    batches = iter([{"image": to_input(images[pick[i:i + 100]])}
+                    for i in range(0, CALIBRATION_IMAGES, 100)])
+
+    class Calibration(CalibrationDataReader):
+        def get_next(self) -> dict | None:
+            return next(batches, None)
+
+    prepared = out.with_suffix(".prepared.onnx")
+    quant_pre_process(str(float_model), str(prepared))  # shapes and folding, as the docs advise
+    try:
+        quantize_static(str(prepared), str(out), Calibration(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True)
+    finally:
+        prepared.unlink(missing_ok=True)
+    return {"method": "static, QDQ: int8 weights per channel, uint8 activations "
+                      "(onnxruntime.quantization)",
+            "calibration": f"{CALIBRATION_IMAGES} pool training images (seed 0)"}
+
+
 def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
-           data_dir: str | Path | None = None, command: str | None = None) -> dict:
-    """Write out (.onnx) and its metadata (.json); returns the metadata."""
+           data_dir: str | Path | None = None, command: str | None = None,
+           int8: bool = False) -> dict:
+    """Write out (.onnx) and its metadata (.json); returns the metadata. int8: a quantized model,
+    about 1.5x faster on a CPU core, a little less accurate (the metadata says how much)."""
     model, state = load_checkpoint(checkpoint, arch)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    float_out = out.with_suffix(".float.onnx") if int8 else out
     with warnings.catch_warnings():  # the TorchScript exporter announces its own deprecation
         warnings.simplefilter("ignore")
         # dynamo=False: the TorchScript exporter needs no onnxscript and handles this plain CNN.
-        torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(out), dynamo=False,
+        torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(float_out), dynamo=False,
                           input_names=["image"], output_names=["logits"], opset_version=17,
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    quantization = None
+    if int8:
+        try:
+            quantization = quantize_int8(float_out, out, data_dir)
+        finally:
+            float_out.unlink()
 
     n_classes = model.classifier[-1].out_features
     classes = state.get("classes") or (BALANCED_CLASSES if n_classes == 47 else
@@ -83,6 +125,8 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
             "INK_SIZE", "BLUR_SIGMA", "ROI_THRESHOLD", "NOISE_THRESHOLD", "STROKE_WIDTH")},
         "onnx_bytes": out.stat().st_size,
     }
+    if quantization:
+        metadata["quantization"] = quantization
     out.with_suffix(".json").write_text(json.dumps(metadata, indent=1))  # lets Recognizer load it
 
     images = parity_images(data_dir)
@@ -91,7 +135,7 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
     got = Recognizer(out).logits(images)
     max_diff = float(np.abs(expected - got).max())
     agree = float((expected.argmax(1) == got.argmax(1)).mean())
-    if max_diff > PARITY_TOLERANCE or agree < 1:
+    if (agree < INT8_MIN_AGREEMENT) if int8 else (max_diff > PARITY_TOLERANCE or agree < 1):
         out.unlink()
         out.with_suffix(".json").unlink()
         raise RuntimeError(f"ONNX and torch disagree: max |diff| {max_diff:.2e}, "

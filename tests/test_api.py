@@ -320,3 +320,14 @@ def test_serves_a_torch_checkpoint_converted_once(tmp_path):
         r = httpx.post(f"{url}/api/predict", json={"strokes": ink})
         assert r.status_code == 200 and len(r.json()["top_k"]) == 5
     assert model.stat().st_mtime_ns == converted_at  # served from the cache, not converted again
+
+
+def test_serves_the_shipped_int8_model_by_name():
+    recognizer = Recognizer("emnist-balanced-small-int8")
+    sample, = clearly_read_unipen(recognizer, "7")
+    with live_server("--model", "emnist-balanced-small-int8") as url:
+        model = httpx.get(f"{url}/api/model").json()
+        assert model["name"] == "emnist-balanced-small-int8"
+        assert model["onnx_sha256"] == recognizer.metadata["onnx_sha256"]
+        answer = httpx.post(f"{url}/api/predict", json={"strokes": sample.strokes}).json()
+        assert answer["prediction"] == "7" and answer["model"] == "emnist-balanced-small-int8"

@@ -69,3 +69,27 @@ def test_shipped_model_reproduces_its_reported_figures(pool):
     # A regression guard, not the goal: the original demo reached 90.2% on the official balanced
     # test, and this model 90.14% on the pool's validation part (see README).
     assert report["balanced_accuracy"] > 0.90
+
+
+def test_shipped_int8_model_reproduces_its_figures_and_reads_like_the_float_one(pool):
+    int8, full = Recognizer("emnist-balanced-small-int8"), Recognizer()
+    meta = int8.metadata
+    assert "int8" in meta["quantization"]["method"] and meta["onnx_bytes"] < full.metadata["onnx_bytes"] / 3
+    assert meta["training"] == full.metadata["training"]  # the same weights, quantized
+    val_x, val_y = pool.val
+    got = int8.logits(val_x).argmax(1)
+    report = classification_report(val_y, got, BALANCED_CLASSES)
+    assert report["balanced_accuracy"] == meta["validation"]["balanced_accuracy"]
+    assert (got == full.logits(val_x).argmax(1)).mean() > 0.98
+    assert report["balanced_accuracy"] > full.metadata["validation"]["balanced_accuracy"] - 0.005
+
+
+def test_int8_export_refuses_a_model_that_reads_differently(tmp_path, data_dir):
+    # An untrained model's logits are near ties, so int8 rounding changes many readings: the
+    # parity check must refuse it and leave nothing behind.
+    torch.manual_seed(0)
+    torch.save({"model_state_dict": CNN(47, "small").state_dict(), "preset": "small"},
+               tmp_path / "model.pt")
+    with pytest.raises(RuntimeError, match="top-1 agreement"):
+        export(tmp_path / "model.pt", tmp_path / "q.onnx", data_dir=data_dir, int8=True)
+    assert list(tmp_path.iterdir()) == [tmp_path / "model.pt"]

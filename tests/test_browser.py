@@ -9,14 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from emnist_draw.recognizer import Recognizer
 from emnist_draw.unipen import Sample
 
 from app_helpers import clearly_read_unipen, live_server
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
 MAX_POINTS_DRAWN = 40  # per stroke: enough for the shape, few enough to draw quickly
 
@@ -27,19 +26,6 @@ def server_url(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     with live_server("--data-dir", str(data), env={"DATABASE_URL": ""}) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium "
-                    "(or, as root: apt-get install chromium chromium-driver)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

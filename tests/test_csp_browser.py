@@ -6,16 +6,13 @@ Nothing here touches the network: every request off this server is aborted and r
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from emnist_draw.recognizer import Recognizer
 
 from app_helpers import clearly_read_unipen, live_server
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Every Content-Security-Policy violation, as the page itself sees it.
 RECORD_VIOLATIONS = """
 window.__violations = [];
@@ -28,18 +25,6 @@ document.addEventListener("securitypolicyviolation", (e) =>
 def server_url(tmp_path_factory):
     with live_server("--data-dir", str(tmp_path_factory.mktemp("data"))) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
-        yield browser
-        browser.close()
 
 
 class Watched:

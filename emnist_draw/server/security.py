@@ -149,6 +149,18 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class StartTracking:
+    """A `send` that notes whether the response has begun: after that, an error answer is too
+    late (its status line would land inside the response already sent)."""
+
+    def __init__(self, send: Send):
+        self.send, self.started = send, False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class ServerErrors:
     """An exception nobody handled: log it with its traceback, answer a JSON 500 without one.
 
@@ -162,18 +174,13 @@ class ServerErrors:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        tracking = StartTracking(send)
 
         try:
             await self.app(scope, receive, tracking)
         except Exception:
             log.exception("unexpected error answering %s %s", scope.get("method"), scope["path"])
-            if started:  # too late for another status line: the connection is dropped
+            if tracking.started:  # too late for another status line: the connection is dropped
                 return
             response = _json_response(500, "internal error: the server could not answer this "
                                            "request (it has been logged)")
@@ -194,12 +201,7 @@ class RequestTimeout:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        tracking = StartTracking(send)
 
         try:
             async with asyncio.timeout(self.seconds):
@@ -207,7 +209,7 @@ class RequestTimeout:
         except TimeoutError:
             log.warning("%s %s: stopped after %g s", scope.get("method"), scope["path"],
                         self.seconds)
-            if not started:
+            if not tracking.started:
                 response = _json_response(
                     503, f"the request took longer than {self.seconds:g} s and was stopped; "
                          "send it again (and all of its body at once)", {"retry-after": "1"})

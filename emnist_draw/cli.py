@@ -176,9 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=0, help="train on this many pool images only")
     t.add_argument("--val-limit", type=int, default=0, help="measure on this many validation images")
     t.add_argument("--no-augment", dest="augment", action="store_false")
-    t.add_argument("--average-from", type=int, default=0, metavar="EPOCH",
-                   help="from this epoch on, keep the running mean of the weights (8 samples per "
-                        "epoch) and ship it: the model, the metrics, the export; 0 = off")
     t.add_argument("--threads", type=int, default=0, help="torch threads per process")
     t.set_defaults(func=cmd_train)
 

@@ -21,7 +21,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from emnist_draw.data import BALANCED_CLASSES, DEFAULT_DATA_DIR, build_pool, load_pair
@@ -46,7 +45,6 @@ class TrainConfig:
     limit: int = 0  # use only this many training images (tests, quick trials); 0 = all
     val_limit: int = 0  # measure on this many validation images (tests, quick trials); 0 = all
     augment: bool = True
-    average_from: int = 0  # from this epoch on (1-based), ship the average of the weights; 0 = off
     threads: int = 0  # torch threads per process; 0 = cores / processes
 
 
@@ -163,12 +161,6 @@ def train(cfg: TrainConfig) -> dict:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
 
-    # Weight averaging (Izmailov et al., 2018): the mean of the weights visited late in training
-    # sits in a flatter region than the last point and reads unseen writers better. Buffers
-    # (BatchNorm statistics) are averaged too, so no extra pass over the data is needed.
-    averaged = AveragedModel(model, use_buffers=True) if cfg.average_from else None
-    average_every = max(1, steps_per_epoch // 8)
-
     start_epoch, history = 0, []
     checkpoint_path = out / "last.pt"
     if checkpoint_path.exists():  # resume: the same command picks up where it stopped
@@ -177,9 +169,7 @@ def train(cfg: TrainConfig) -> dict:
             raise ValueError(f"{checkpoint_path} belongs to a {state['config']['epochs']}-epoch run "
                              "(its learning-rate schedule too): resume with that --epochs, or "
                              "start afresh with another --out")
-        model.load_state_dict(state.get("training_state_dict", state["model_state_dict"]))
-        if averaged is not None and "averaged_state_dict" in state:
-            averaged.load_state_dict(state["averaged_state_dict"])
+        model.load_state_dict(state["model_state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
@@ -209,32 +199,24 @@ def train(cfg: TrainConfig) -> dict:
             optimizer.step()
             scheduler.step()
             total_loss += loss.detach()
-            if averaged is not None and epoch + 1 >= cfg.average_from and \
-                    (step + 1) % average_every == 0:
-                averaged.update_parameters(model)
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if world > 1:
             dist.all_reduce(total_loss)
         train_loss = total_loss.item() / (steps_per_epoch * world)
 
-        # What gets measured, saved as the model and exported: the average once there is one.
-        shipped = averaged.module if averaged is not None and averaged.n_averaged > 0 else model
         if rank == 0:
-            report = classification_report(val_y, predict(shipped, val_x, device), BALANCED_CLASSES)
+            report = classification_report(val_y, predict(model, val_x, device), BALANCED_CLASSES)
             entry = {"epoch": epoch + 1, "train_loss": round(train_loss, 4),
                      "val_balanced_accuracy": report["balanced_accuracy"],
                      "val_accuracy": report["accuracy"], "seconds": round(time.time() - t0, 1),
                      "images_per_second": round(steps_per_epoch * cfg.batch_size / (time.time() - t0))}
             history.append(entry)
-            state = {"model_state_dict": shipped.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                     "torch_rng": torch.get_rng_state(), "preset": cfg.preset,
-                     "classes": BALANCED_CLASSES, "config": asdict(cfg)}
-            if averaged is not None:  # resuming needs the point training is at, not the average
-                state |= {"training_state_dict": model.state_dict(),
-                          "averaged_state_dict": averaged.state_dict()}
-            torch.save(state, out / "last.pt.tmp")
+            torch.save({"model_state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                        "torch_rng": torch.get_rng_state(), "preset": cfg.preset,
+                        "classes": BALANCED_CLASSES, "config": asdict(cfg)},
+                       out / "last.pt.tmp")
             os.replace(out / "last.pt.tmp", checkpoint_path)  # a kill mid-save keeps the old one
             print(json.dumps(entry), flush=True)
         if world > 1:
@@ -242,7 +224,7 @@ def train(cfg: TrainConfig) -> dict:
 
     result = {}
     if rank == 0:
-        report = classification_report(val_y, predict(shipped, val_x, device), BALANCED_CLASSES)
+        report = classification_report(val_y, predict(model, val_x, device), BALANCED_CLASSES)
         result = {"preset": cfg.preset, "parameters": n_parameters(model), "config": asdict(cfg),
                   "processes": world,
                   "train_images": int(len(labels)), "val_images": int(len(val_y)),

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from emnist_draw.train import TrainConfig, augment, train
@@ -39,35 +38,19 @@ def test_training_learns_and_writes_metrics(tmp_path):
     assert tuned["history"][0]["train_loss"] < first["history"][0]["train_loss"]
 
 
-def test_weight_averaging_ships_the_mean_of_the_late_weights(tmp_path):
-    result = train(tiny(tmp_path / "avg", average_from=2))
-    state = torch.load(tmp_path / "avg" / "last.pt", weights_only=True)
-    averaged = state["averaged_state_dict"]
-    assert averaged["n_averaged"] == 8  # epoch 2 only, 8 samples per epoch
-    shipped, last = state["model_state_dict"], state["training_state_dict"]
-    assert all(torch.equal(shipped[k], averaged["module." + k]) for k in shipped)
-    assert not all(torch.equal(shipped[k], last[k]) for k in shipped)
-    # The figures are the shipped (averaged) model's, and it reads as well as a trained model does.
-    assert result["val"]["balanced_accuracy"] == result["history"][-1]["val_balanced_accuracy"] > 0.15
 
-
-
-def train_command(out, epochs: int, average_from: int = 0) -> list[str]:
+def train_command(out, epochs: int) -> list[str]:
     return [sys.executable, "-m", "emnist_draw.cli", "train", "--out", str(out), "--limit", "2048",
-            "--val-limit", "2000", "--epochs", str(epochs), "--batch-size", "64", "--threads", "1",
-            "--average-from", str(average_from)]
+            "--val-limit", "2000", "--epochs", str(epochs), "--batch-size", "64", "--threads", "1"]
 
 
-# With averaging from epoch 2, the kill lands after averaging began: the resumed run must carry
-# on both the weights being trained and their running mean.
-@pytest.mark.parametrize("average_from", [0, 2])
-def test_killed_run_resumes_exactly_where_it_stopped(tmp_path, average_from):
-    straight = subprocess.run(train_command(tmp_path / "straight", 3, average_from),
-                              capture_output=True, text=True, timeout=300)
+def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
+    straight = subprocess.run(train_command(tmp_path / "straight", 3), capture_output=True,
+                              text=True, timeout=300)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     # The same run, killed hard once epoch 2 is saved, then started again with the same command.
-    run = subprocess.Popen(train_command(tmp_path / "killed", 3, average_from), stdout=subprocess.PIPE,
+    run = subprocess.Popen(train_command(tmp_path / "killed", 3), stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True)
     for line in run.stdout:
         if line.startswith("{") and json.loads(line)["epoch"] == 2:
@@ -75,8 +58,8 @@ def test_killed_run_resumes_exactly_where_it_stopped(tmp_path, average_from):
             break
     run.wait(timeout=60)
     assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["epoch"] == 2
-    resumed = subprocess.run(train_command(tmp_path / "killed", 3, average_from),
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(train_command(tmp_path / "killed", 3), capture_output=True,
+                             text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     epochs_run = [json.loads(l)["epoch"] for l in resumed.stdout.splitlines() if l.startswith('{"epoch"')]
     assert epochs_run == [3]

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -156,10 +157,15 @@ def evaluate_unipen(recognizer: Recognizer, part: str = "measure", quality: str 
     groups = np.array([s.group for s in samples])
     contributors = np.array([s.contributor for s in samples])
 
+    writers = np.array([s.writer for s in samples])
+
     def restricted(charset: str, members: np.ndarray) -> dict:
         # The page's digits-only / letters-only modes: the answer is the best allowed class.
         masked = np.where(recognizer.allowed(charset), logits[members], -np.inf)
-        return _figure(masked.argmax(1) == truth[members])
+        right = masked.argmax(1) == truth[members]
+        # A few writers' styles can make most of the errors: say whose they are.
+        wrong_by_writer = Counter(writers[members][~right].tolist())
+        return _figure(right) | {"wrong_by_writer": dict(wrong_by_writer.most_common())}
 
     return {
         "model": getattr(recognizer, "name", None),

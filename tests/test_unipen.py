@@ -57,6 +57,11 @@ def test_evaluation_report():
     assert report["letters_only"]["samples"] == groups["upper"]["samples"] + groups["lower"]["samples"]
     # Restricting the answer to the right kind of character can only help.
     assert report["digits_only"]["accuracy"] >= groups["digits"]["accuracy"]
+    for restricted in ("digits_only", "letters_only"):
+        figure = report[restricted]
+        wrong = round(figure["samples"] * (1 - figure["accuracy"]))
+        assert sum(figure["wrong_by_writer"].values()) == wrong
+        assert all(w.startswith("unipen/") for w in figure["wrong_by_writer"])
     assert 0 < report["render_ms_per_sample"] < 50
     assert np.isclose(report["accuracy"], sum(
         g["samples"] * g["accuracy"] for g in groups.values()) / 300, atol=1e-3)

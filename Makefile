@@ -58,6 +58,7 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/memory.py $(call BENCH_JSON,memory)
 	$(BIN)/python bench/footprint.py $(call BENCH_JSON,footprint)
 	$(BIN)/python bench/training_stats.py $(call BENCH_JSON,training_stats)
+	$(BIN)/python bench/training_step.py $(call BENCH_JSON,training_step)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -65,9 +65,9 @@ def digit_errors(path: Path, model: str | None = None, zoom: int = 3) -> int:
     recognizer = Recognizer(model)
     samples = [s for s in load_samples("measure", "OK") if s.group == "digits"]
     images = render(samples)
-    answers = np.where(recognizer.allowed("digits"), recognizer.logits(images), -np.inf).argmax(1)
-    wrong = [(i, recognizer.classes[a]) for i, a in enumerate(answers)
-             if recognizer.classes[a] != samples[i].char]
+    # The page's and the API's digits-only answer: the same code path.
+    answers = [best[0][0] for best in recognizer.top_k(images, 1, "digits")]
+    wrong = [(i, answer) for i, answer in enumerate(answers) if answer != samples[i].char]
     cell, gap, caption_h = 28 * zoom, 6, 26
     grid = Image.new("L", (max(1, len(wrong)) * (cell + gap) + gap, cell + caption_h + gap), 255)
     draw, font = ImageDraw.Draw(grid), ImageFont.load_default(size=18)

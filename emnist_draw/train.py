@@ -46,7 +46,7 @@ class TrainConfig:
     val_limit: int = 0  # measure on this many validation images (tests, quick trials); 0 = all
     augment: bool = True
     # bf16: convolutions and linears in bfloat16 (autocast; weights, loss and optimizer in fp32).
-    # 2.1x the fp32 speed per step on a CPU with AVX512-BF16 (bench/training_step.py).
+    # About 2x the fp32 speed per step on a CPU with AVX512-BF16 (bench/training_step.py).
     precision: str = "fp32"
     threads: int = 0  # torch threads per process; 0 = cores / processes
 
@@ -137,6 +137,19 @@ def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device,
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+def optimizer_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                   y: torch.Tensor, log_prior: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Forward (in bf16 under autocast if cfg asks), the logit-adjusted loss, backward, one
+    optimizer step; returns the loss, detached."""
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+        logits = net(x)
+    loss = F.cross_entropy(logits.float() + log_prior, y, label_smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def train(cfg: TrainConfig) -> dict:
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"unknown precision {cfg.precision!r}: fp32 or bf16")
@@ -199,14 +212,9 @@ def train(cfg: TrainConfig) -> dict:
                 x = augment(x, aug_generator)
             x = (x * 2 - 1).to(device, non_blocking=True, memory_format=torch.channels_last)
             y = labels[batch].to(device, non_blocking=True)
-            with torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float() + log_prior, y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = optimizer_step(net, optimizer, x, y, log_prior, cfg)
             scheduler.step()
-            total_loss += loss.detach()
+            total_loss += loss
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if world > 1:

@@ -153,6 +153,11 @@ def optimizer_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: to
 def train(cfg: TrainConfig) -> dict:
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"unknown precision {cfg.precision!r}: fp32 or bf16")
+    init_state = torch.load(cfg.init, map_location="cpu", weights_only=True) if cfg.init else None
+    if init_state is not None and init_state.get("preset", cfg.preset) != cfg.preset:
+        # Checked before the data loads: a mismatch would otherwise fail minutes later.
+        raise ValueError(f"{cfg.init} holds a {init_state['preset']!r} model: "
+                         f"pass --preset {init_state['preset']} to fine-tune it")
     rank, world, device = setup_processes()
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
     seed_everything(cfg.seed)
@@ -169,9 +174,8 @@ def train(cfg: TrainConfig) -> dict:
 
     # channels_last: oneDNN's fast convolution layout on CPU (and tensor cores' on GPU).
     model = CNN(n_classes, cfg.preset).to(device, memory_format=torch.channels_last)
-    if cfg.init:
-        model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True)
-                              ["model_state_dict"])
+    if init_state is not None:
+        model.load_state_dict(init_state["model_state_dict"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_rank = cfg.batch_size // world
     steps_per_epoch = len(labels) // (per_rank * world)

@@ -37,6 +37,11 @@ def test_training_learns_and_writes_metrics(tmp_path):
     tuned = train(TrainConfig(**{**tiny(tmp_path / "ft").__dict__, "epochs": 1,
                                  "init": str(tmp_path / "a" / "last.pt")}))
     assert tuned["history"][0]["train_loss"] < first["history"][0]["train_loss"]
+    # A checkpoint of another preset is refused up front, with the flag that fixes it.
+    with pytest.raises(ValueError, match="pass --preset small"):
+        train(TrainConfig(**{**tiny(tmp_path / "wrong").__dict__, "preset": "medium",
+                             "init": str(tmp_path / "a" / "last.pt")}))
+    assert not (tmp_path / "wrong").exists()
 
 
 def test_bf16_training_follows_the_fp32_run(tmp_path):

@@ -26,6 +26,10 @@ PRESETS = {
                    decoder=64, hidden=(6272, 3136), dropout=(0.25, 0.25, 0.5)),
     "small": Preset(blocks=((32, 3, 1, True), (64, 3, 2, True)),
                     decoder=64, hidden=(256, 128), dropout=(0.1, 0.3, 0.3)),
+    # small plus a second full-resolution conv (the strokes' fine detail: L/1, F/f, q/9) and a
+    # 128-channel block at 7x7; 1.6x the training step, 1.7x the single-image time.
+    "medium": Preset(blocks=((32, 3, 2, True), (64, 3, 2, True), (128, 3, 1, False)),
+                     decoder=64, hidden=(256, 128), dropout=(0.1, 0.3, 0.3)),
 }
 
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from emnist_draw.model import CNN, n_parameters
@@ -20,8 +21,9 @@ def test_seed_preset_is_the_original_demo_layer_for_layer():
     assert n_parameters(model) == 99_029_295  # the "~98M" of the original demo
 
 
-def test_small_preset_shape_and_size():
-    model = CNN(47).eval()
+@pytest.mark.parametrize("preset", ["small", "medium"])
+def test_shippable_presets_shape_and_size(preset):
+    model = CNN(47, preset).eval()
     assert [name for name, _ in model.named_children()] == ["encoder", "decoder", "classifier"]
     assert n_parameters(model) < 1.25e6  # < 5 MB of float32 weights
     with torch.no_grad():

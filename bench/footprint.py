@@ -30,6 +30,8 @@ from typing import Any
 
 import benchlib
 
+from emnist_draw.recognizer import resolve_model  # noqa: E402
+
 GOAL_INSTALL_MB = 250
 GOAL_MODEL_MB = 5
 VENV_TOOLING = ("pip", "setuptools", "wheel")
@@ -134,7 +136,7 @@ def main() -> None:
     serving_kb = sum(d["kb"] for n, d in dists.items() if n.lower() not in VENV_TOOLING)
     top = sorted(dists.items(), key=lambda kv: -kv[1]["kb"])
 
-    model = benchlib.ROOT / "emnist_draw" / "models" / "emnist-balanced-small.onnx"
+    model = resolve_model()
     model_mb = model.stat().st_size / 1e6
     meta_kb = model.with_suffix(".json").stat().st_size / 1e3
 

@@ -8,9 +8,8 @@ in ONNX Runtime. One thread, the process pinned to one CPU. Single image: one im
 web request sees it; median and 99th percentile of many calls after warm-up. Batch: images per
 second through calls of --batch images. "CPU ms" and "images/CPU s": the same from the
 process's CPU time, equal to the wall-clock figures on a quiet machine and still sound on a busy
-one. The seed preset runs with random weights, and the torch `small` with the shipped model's
-training checkpoint when it is here (runs/), else random weights: speed does not depend on the
-values. Needs the train extra (torch, onnx).
+one. The torch rows (the shipped model's preset, read from its metadata, and the seed preset) run
+with random weights: speed does not depend on the values. Needs the train extra (torch, onnx).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from emnist_draw.model import CNN, n_parameters  # noqa: E402
 from emnist_draw.recognizer import Recognizer, resolve_model, to_input  # noqa: E402
 
 GOAL_MS = 0.3
-CHECKPOINT = benchlib.ROOT / "runs" / "small-finetune" / "last.pt"
 
 
 def timed_calls(fn: Callable[[], object], calls: int,
@@ -93,7 +91,7 @@ def onnx_session(path: Path) -> ort.InferenceSession:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=3000, help="single-image calls (small model)")
+    parser.add_argument("--calls", type=int, default=3000, help="single-image calls (shipped model)")
     parser.add_argument("--seconds", type=float, default=15, help="time limit per measurement")
     parser.add_argument("--batch", type=int, default=256, help="images per call for throughput")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: the last)")
@@ -114,22 +112,21 @@ def main() -> None:
     rows = []
     shipped = resolve_model()
     recognizer = Recognizer(shipped)  # the server's own session (and its checksum check)
-    small = CNN(47, "small").eval()
-    if CHECKPOINT.is_file():
-        small.load_state_dict(torch.load(CHECKPOINT, map_location="cpu",
-                                         weights_only=True)["model_state_dict"])
-    rows.append({"model": "small (shipped)", "runtime": "onnxruntime",
-                 "parameters": n_parameters(small), "file_mb": shipped.stat().st_size / 1e6,
+    preset = recognizer.metadata["preset"]
+    net = CNN(47, preset).eval()
+    name = f"{preset} (shipped)"
+    rows.append({"model": name, "runtime": "onnxruntime",
+                 "parameters": n_parameters(net), "file_mb": shipped.stat().st_size / 1e6,
                  **measure(*onnx_fns(recognizer.session, one, many), args.batch, args.calls,
                            args.seconds)})
-    int8 = Recognizer("emnist-balanced-small-int8")
-    rows.append({"model": "small int8 (shipped)", "runtime": "onnxruntime",
-                 "parameters": n_parameters(small), "file_mb": int8.path.stat().st_size / 1e6,
+    int8 = Recognizer(f"{recognizer.name}-int8")
+    rows.append({"model": f"{preset} int8 (shipped)", "runtime": "onnxruntime",
+                 "parameters": n_parameters(net), "file_mb": int8.path.stat().st_size / 1e6,
                  **measure(*onnx_fns(int8.session, one, many), args.batch, args.calls,
                            args.seconds)})
-    rows.append({"model": "small (shipped)", "runtime": "torch", "parameters": n_parameters(small),
+    rows.append({"model": name, "runtime": "torch", "parameters": n_parameters(net),
                  "file_mb": float("nan"),
-                 **measure(*torch_fns(small, one, many), args.batch, args.calls, args.seconds)})
+                 **measure(*torch_fns(net, one, many), args.batch, args.calls, args.seconds)})
     seed = CNN(47, "seed").eval()
     seed_calls = max(20, args.calls // 15)
     rows.append({"model": "seed (original demo)", "runtime": "torch",
@@ -153,9 +150,9 @@ def main() -> None:
     for row in rows:
         row["speedup_vs_seed_torch"] = ref["single_ms"] / row["single_ms"]
         row["throughput_vs_seed_torch"] = row["batch_images_per_s"] / ref["batch_images_per_s"]
-    shipped_ms = by["small (shipped)", "onnxruntime"]["single_ms"]
-    int8_ms = by["small int8 (shipped)", "onnxruntime"]["single_ms"]
-    torch_ms = by["small (shipped)", "torch"]["single_ms"]
+    shipped_ms = by[name, "onnxruntime"]["single_ms"]
+    int8_ms = by[f"{preset} int8 (shipped)", "onnxruntime"]["single_ms"]
+    torch_ms = by[name, "torch"]["single_ms"]
     print(benchlib.machine_line(m) + f"; pinned to CPU {cpu}, 1 thread")
     print(benchlib.table(
         "Model alone, one CPU core (ms per single-image call; images/s in batches)",

@@ -1,7 +1,7 @@
 """Training speed from the runs' own records: images per second and the wall time to a target
 balanced accuracy, read from runs/*/metrics.json (no training is started).
 
-    .venv/bin/python bench/training_stats.py [--target 0.902] [--runs runs/small runs/small-finetune]
+    .venv/bin/python bench/training_stats.py [--target 0.902] [--runs runs/medium runs/medium-finetune]
 
 The shipped model's metadata records the same per-epoch figures for the stages that made it;
 they are printed too (runs/ may since hold other trainings). The stages are taken in the order
@@ -19,7 +19,9 @@ from typing import Any
 
 import benchlib
 
-DEFAULT_RUNS = ("runs/small", "runs/small-finetune")
+from emnist_draw.recognizer import resolve_model  # noqa: E402
+
+DEFAULT_RUNS = ("runs/medium", "runs/medium-finetune")
 ORIGINAL_ACCURACY = 0.902  # the original demo's reported balanced accuracy
 
 
@@ -36,8 +38,7 @@ def from_runs(names: list[str]) -> list[dict[str, Any]]:
 
 def from_model() -> list[dict[str, Any]]:
     """The stages recorded in the shipped model's metadata (written by `emnist-draw export`)."""
-    meta = json.loads((benchlib.ROOT / "emnist_draw" / "models" /
-                       "emnist-balanced-small.json").read_text())
+    meta = json.loads(resolve_model().with_suffix(".json").read_text())
     stages = meta.get("training", {}).get("stages", [])[::-1]  # recorded last stage first
     return [{"name": f"shipped model, stage {i + 1} ({st['config'].get('out')})",
              "history": st["history"], "train_images": None,

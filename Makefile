@@ -31,17 +31,17 @@ test: $(BIN)/.dev
 # Retrains the shipped model from ../shared/data and exports it (about 1h50 on 2 cores):
 # 30 epochs with drawing augmentation, then 3 short epochs on the plain images plus the UNIPEN
 # tune writers' ink (rendered by emnist_draw/preprocess.py), given three times for weight.
-TRAIN_1 := emnist-draw train --out runs/small --epochs 30
+TRAIN_1 := emnist-draw train --preset medium --precision bf16 --out runs/medium --epochs 30
 INK := runs/unipen/unipen-tune-ok-images-idx3-ubyte.gz
 TRAIN_INK := emnist-draw data unipen --out runs/unipen
-TRAIN_2 := emnist-draw train --init runs/small/last.pt --out runs/small-finetune --epochs 3 --lr 3e-4 --no-augment --extra $(INK) --extra $(INK) --extra $(INK)
+TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision bf16 --extra $(INK) --extra $(INK) --extra $(INK)
 train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_1)
 	$(BIN)/$(TRAIN_INK)
 	$(BIN)/$(TRAIN_2)
-	$(BIN)/emnist-draw export runs/small-finetune/last.pt --out emnist_draw/models/emnist-balanced-small.onnx \
+	$(BIN)/emnist-draw export runs/medium-finetune/last.pt --out emnist_draw/models/emnist-balanced-medium.onnx \
 		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
-	$(BIN)/emnist-draw export runs/small-finetune/last.pt --out emnist_draw/models/emnist-balanced-small-int8.onnx \
+	$(BIN)/emnist-draw export runs/medium-finetune/last.pt --out emnist_draw/models/emnist-balanced-medium-int8.onnx \
 		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
 
 # Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.

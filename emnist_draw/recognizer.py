@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 MODELS_DIR = Path(__file__).parent / "models"
-DEFAULT_MODEL = "emnist-balanced-small"
+DEFAULT_MODEL = "emnist-balanced-medium"
 CHARSETS = ("all", "digits", "letters")
 
 

@@ -65,12 +65,12 @@ def check_answer(answer: dict, k: int = 5) -> None:
     assert probs == sorted(probs, reverse=True)
     assert 0 < sum(probs) <= 1 + 1e-6
     assert answer["prediction"] == answer["top_k"][0]["label"]
-    assert answer["model"] == "emnist-balanced-small"
+    assert answer["model"] == "emnist-balanced-medium"
 
 
 def test_health(client):
     body = client.get("/healthz").json()
-    assert body["status"] == "ok" and body["model"] == "emnist-balanced-small"
+    assert body["status"] == "ok" and body["model"] == "emnist-balanced-medium"
 
 
 def test_strokes_of_real_writers(client, drawn):
@@ -173,7 +173,7 @@ def test_merged_classes_are_labelled_with_both_cases(client):
 
 def test_model_info(client):
     model = client.get("/api/model").json()
-    assert model["name"] == "emnist-balanced-small" and len(model["classes"]) == 47
+    assert model["name"] == "emnist-balanced-medium" and len(model["classes"]) == 47
     assert model["charsets"] == ["all", "digits", "letters"]
     assert 0.5 < model["metrics"]["balanced_accuracy"] <= 1
     assert model["preprocessing"]["SIZE"] == 28
@@ -323,11 +323,11 @@ def test_serves_a_torch_checkpoint_converted_once(tmp_path):
 
 
 def test_serves_the_shipped_int8_model_by_name():
-    recognizer = Recognizer("emnist-balanced-small-int8")
+    recognizer = Recognizer("emnist-balanced-medium-int8")
     sample, = clearly_read_unipen(recognizer, "7")
-    with live_server("--model", "emnist-balanced-small-int8") as url:
+    with live_server("--model", "emnist-balanced-medium-int8") as url:
         model = httpx.get(f"{url}/api/model").json()
-        assert model["name"] == "emnist-balanced-small-int8"
+        assert model["name"] == "emnist-balanced-medium-int8"
         assert model["onnx_sha256"] == recognizer.metadata["onnx_sha256"]
         answer = httpx.post(f"{url}/api/predict", json={"strokes": sample.strokes}).json()
-        assert answer["prediction"] == "7" and answer["model"] == "emnist-balanced-small-int8"
+        assert answer["prediction"] == "7" and answer["model"] == "emnist-balanced-medium-int8"

@@ -39,7 +39,7 @@ def test_predict_names_the_file_it_cannot_read(tmp_path):
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "missing"])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_refuses_a_damaged_model_naming_the_file_and_the_fix(tmp_path, damage, workers):
-    shipped = MODELS_DIR / "emnist-balanced-small.onnx"
+    shipped = MODELS_DIR / "emnist-balanced-medium.onnx"
     model = tmp_path / shipped.name
     shutil.copy(shipped.with_suffix(".json"), model.with_suffix(".json"))
     data = shipped.read_bytes()
@@ -54,6 +54,6 @@ def test_serve_refuses_a_damaged_model_naming_the_file_and_the_fix(tmp_path, dam
     message = out.stderr.strip().splitlines()[-1]
     assert str(model) in message and "Traceback" not in out.stderr
     if damage == "missing":
-        assert "no such model file" in message and "emnist-balanced-small" in message
+        assert "no such model file" in message and "emnist-balanced-medium" in message
     else:
         assert "checksum does not match" in message and "reinstall" in message

@@ -80,7 +80,7 @@ def test_dockerfile_invariants():
     # The shipped model is in the image: the package folder is copied whole.
     copied = [a.split() for k, a in steps if k == "COPY"]
     assert ["emnist_draw", "./emnist_draw"] in copied
-    model = ROOT / "emnist_draw" / "models" / "emnist-balanced-small.onnx"
+    model = ROOT / "emnist_draw" / "models" / "emnist-balanced-medium.onnx"
     assert model.is_file() and "emnist_draw" not in (ROOT / ".dockerignore").read_text().split()
 
 

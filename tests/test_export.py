@@ -72,7 +72,7 @@ def test_shipped_model_reproduces_its_reported_figures(pool):
 
 
 def test_shipped_int8_model_reproduces_its_figures_and_reads_like_the_float_one(pool):
-    int8, full = Recognizer("emnist-balanced-small-int8"), Recognizer()
+    int8, full = Recognizer("emnist-balanced-medium-int8"), Recognizer()
     meta = int8.metadata
     assert "int8" in meta["quantization"]["method"] and meta["onnx_bytes"] < full.metadata["onnx_bytes"] / 3
     assert meta["training"] == full.metadata["training"]  # the same weights, quantized

@@ -28,9 +28,11 @@ run: $(BIN)/.serve
 test: $(BIN)/.dev
 	$(BIN)/python -m pytest -q
 
-# Retrains the shipped model from ../shared/data and exports it (about 1h50 on 2 cores):
+# Retrains the shipped model from ../shared/data and exports it (about 85 minutes on 2 cores):
 # 30 epochs with drawing augmentation, then 3 short epochs on the plain images plus the UNIPEN
 # tune writers' ink (rendered by emnist_draw/preprocess.py), given three times for weight.
+# bf16 halves the time on CPUs with AVX512-BF16 (like this one) and on GPUs; elsewhere it may be
+# slower than fp32: drop --precision bf16 there (fp32 here: about twice the time).
 TRAIN_1 := emnist-draw train --preset medium --precision bf16 --out runs/medium --epochs 30
 INK := runs/unipen/unipen-tune-ok-images-idx3-ubyte.gz
 TRAIN_INK := emnist-draw data unipen --out runs/unipen

@@ -5,11 +5,11 @@ the shipped model, and the original demo's requirements (torch + its weights).
     .venv/bin/python bench/footprint.py --venv /tmp/x         # measure a venv you made yourself
     .venv/bin/python bench/footprint.py --extras postgres     # what the Docker image installs
 
-Does what a user does: `python3 -m venv DIR && DIR/bin/pip install <this checkout>` (no extras,
-not editable), then `du` on the venv and on every top-level entry of its site-packages, grouped
-by the distribution that owns it (from the installed RECORD files). pip and setuptools are in
-every venv (and every python image) whatever is installed; they are shown but also left out of the
-"serving dependencies" figure. The reference: torch as installed in this checkout's .venv (with
+Does what a user does: `python3 -m venv DIR && DIR/bin/pip install <a fresh clone>` (no extras,
+not editable; the checkout's files copied as a clone has them), then `du` on the venv and on
+every top-level entry of its site-packages, grouped by the distribution that owns it (from the
+installed RECORD files). pip and setuptools are in every venv (and every python image) whatever
+is installed; they are shown but also left out of the "serving dependencies" figure. The reference: torch as installed in this checkout's .venv (with
 the packages it brings that serving does not have: sympy, networkx...), the seed preset's weights (float32, from
 its parameter count), and torchvision, which cannot be installed here (the only torch wheel this
 machine may use is the local CPU build in /opt/wheels, and torchvision from the registry would
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,10 +101,25 @@ def closure(dists: dict[str, Any], root: str) -> set[str]:
     return seen
 
 
+def clean_source(dest: Path) -> Path:
+    """The checkout's files as a fresh clone has them (tracked, or new and not ignored): setuptools
+    packs whatever a leftover build/lib holds into the wheel, such as a model shipped earlier."""
+    listed = subprocess.run(["git", "-C", str(benchlib.ROOT), "ls-files", "-z", "--cached",
+                             "--others", "--exclude-standard"],
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = benchlib.ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is not installed
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def make_venv(python: str, where: Path, extras: str = "") -> float:
     started = time.perf_counter()
     subprocess.run([python, "-m", "venv", str(where)], check=True)
-    target = f"{benchlib.ROOT}[{extras}]" if extras else str(benchlib.ROOT)
+    source = clean_source(where.parent / "source")
+    target = f"{source}[{extras}]" if extras else str(source)
     subprocess.run([str(where / "bin" / "pip"), "install", "-q", target], check=True)
     return time.perf_counter() - started
 

@@ -9,11 +9,12 @@ Does what a user does: `python3 -m venv DIR && DIR/bin/pip install <a fresh clon
 not editable; the checkout's files copied as a clone has them), then `du` on the venv and on
 every top-level entry of its site-packages, grouped by the distribution that owns it (from the
 installed RECORD files). pip and setuptools are in every venv (and every python image) whatever
-is installed; they are shown but also left out of the "serving dependencies" figure. The reference: torch as installed in this checkout's .venv (with
-the packages it brings that serving does not have: sympy, networkx...), the seed preset's weights (float32, from
-its parameter count), and torchvision, which cannot be installed here (the only torch wheel this
-machine may use is the local CPU build in /opt/wheels, and torchvision from the registry would
-pull another torch); it is left out, so the original's figure is a lower bound.
+is installed; they are shown but also left out of the "serving dependencies" figure. The
+reference: torch as installed in this checkout's .venv (with the packages it brings that serving
+does not have: sympy, networkx...), the seed preset's weights (float32, from its parameter count),
+and torchvision, which cannot be installed here (the only torch wheel this machine may use is the
+local CPU build in /opt/wheels, and torchvision from the registry would pull another torch); it
+is left out, so the original's figure is a lower bound.
 """
 
 from __future__ import annotations

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on the pool (torchrun for several processes)")
     t.add_argument("--out", default="runs/small", help="run folder: checkpoints, metrics.json")
-    t.add_argument("--preset", default="small", help="model widths: small (default), medium, or seed (the original demo)")
+    t.add_argument("--preset", default="small",
+                   help="model widths: small (default), medium (the shipped model's), or seed")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=256, help="total over all processes")
     t.add_argument("--lr", type=float, default=3e-3)

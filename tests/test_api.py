@@ -107,6 +107,19 @@ def test_images_as_base64_and_data_url(client, mnist):
         assert client.post("/api/predict", json={"image": url}).json()["prediction"] == str(label)
 
 
+def test_large_images_read_like_small_ones(client, mnist):
+    # Small images decode on the event loop, large ones in a worker thread: same answers, same
+    # errors either way.
+    image, label = mnist[0][0], mnist[1][0]
+    for side in (100, 1000):  # either side of the app's INLINE_IMAGE_PIXELS (512 x 512)
+        photo = Image.fromarray(255 - image).resize((side, side), Image.Resampling.BILINEAR)
+        data = png(np.asarray(photo), "JPEG")
+        answer = client.post("/api/predict", json={"image": b64(data)}).json()
+        assert answer["prediction"] == str(label)
+        r = client.post("/api/predict", json={"image": b64(data[:len(data) // 2])})
+        assert r.status_code == 422 and "damaged or cut off" in r.json()["detail"], r.text
+
+
 def test_pixels(client, mnist):
     for image, label in zip(*mnist):
         answer = client.post("/api/predict", json={"pixels": image.reshape(-1).tolist()}).json()

@@ -33,8 +33,9 @@ from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.recognizer import CHARSETS
 from emnist_draw.server import security
 from emnist_draw.server.feedback import feedback_router
-from emnist_draw.server.inputs import (InkError, InputError, demo_string_to_input,
-                                       image_bytes_to_input, request_to_input)
+from emnist_draw.server.inputs import (InkError, InputError, decode_base64_image, decode_image,
+                                       demo_string_to_input, image_bytes_to_input, open_image,
+                                       request_to_input)
 from emnist_draw.server.predictor import Predictor, display_label
 from emnist_draw.server.schemas import (ERROR_RESPONSES, INPUT_ERRORS, MAX_BATCH,
                                         MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,
@@ -47,6 +48,10 @@ log = logging.getLogger("uvicorn.error")
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_ERRORS_SHOWN = 5
 IMAGE_DECODE_THREADS = 2
+# Images up to this many pixels (a canvas snapshot is ~0.1 M) decode on the event loop: under ~8 ms,
+# the order of a long strokes request, and a thread hop costs more than the work (0.6 ms of
+# ~1.8 ms per request, bench/profile_request.py). Larger ones go to the decoding threads.
+INLINE_IMAGE_PIXELS = 512 * 512
 MAX_LOC_CHARS = 40  # a field name echoed in an error: a client's 8 MB key is not sent back
 API_DESCRIPTION = f"""Draw a digit or Latin letter; a CNN trained on EMNIST-balanced (47 classes)
 reads it. Inference runs on ONNX Runtime.
@@ -126,11 +131,17 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         if isinstance(body, str):
             return predictor.predict(demo_string_to_input(body)[None], [(5, "all", False)])[0]
         options = (body.top_k, body.charset, body.return_input)
-        # Decoding an image can take ~0.4 s at the limits: in a thread, so it neither stalls the
-        # other requests nor escapes the request timeout. Two threads at most: with the GIL,
+        # Decoding a large image can take ~0.4 s at the limits: in a thread, so it neither stalls
+        # the other requests nor escapes the request timeout. Two threads at most: with the GIL,
         # more only thrash (the whole threadpool cost 2.5x the CPU per image at 64 clients).
         if body.image is not None:
-            image = await anyio.to_thread.run_sync(read, body, limiter=image_decoders())
+            image_file = open_image(decode_base64_image(body.image))
+            width, height = image_file.size
+            if width * height <= INLINE_IMAGE_PIXELS:
+                image = decode_image(image_file)
+            else:
+                image = await anyio.to_thread.run_sync(decode_image, image_file,
+                                                       limiter=image_decoders())
         else:
             image = read(body)
         return predictor.predict(image[None], [options])[0]

@@ -62,6 +62,11 @@ def decode_base64_image(text: str) -> bytes:
 
 
 def image_bytes_to_input(data: bytes) -> np.ndarray:
+    return decode_image(open_image(data))
+
+
+def open_image(data: bytes) -> Image.Image:
+    """The image file's header read and checked (format, size); its pixels not yet decoded."""
     if len(data) > MAX_IMAGE_BYTES:
         raise InputError(f"the image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES}")
     if not data:
@@ -79,6 +84,11 @@ def image_bytes_to_input(data: bytes) -> np.ndarray:
     if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
         raise InputError(f"the image is {width}x{height} pixels; the limit is "
                          f"{MAX_IMAGE_PIXELS:,} pixels in all and {MAX_IMAGE_SIDE} on a side")
+    return image
+
+
+def decode_image(image: Image.Image) -> np.ndarray:
+    """An image from open_image -> the 28x28 input (the costly part: decoding and preprocessing)."""
     try:
         image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at 1/2, 1/4 or 1/8
         image.load()
@@ -123,5 +133,5 @@ def demo_string_to_input(body: str) -> np.ndarray:
     return pixels_to_input(values)
 
 
-__all__ = ["InkError", "InputError", "decode_base64_image", "demo_string_to_input",
-           "image_bytes_to_input", "request_to_input"]
+__all__ = ["InkError", "InputError", "decode_base64_image", "decode_image", "demo_string_to_input",
+           "image_bytes_to_input", "open_image", "request_to_input"]

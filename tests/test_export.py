@@ -3,13 +3,14 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from emnist_draw.data import BALANCED_CLASSES, build_pool
 from emnist_draw.download import OFFICIAL_SHA256
 from emnist_draw.evaluate import classification_report
-from emnist_draw.export import export, load_checkpoint
+from emnist_draw.export import as_convolutions, export, load_checkpoint
 from emnist_draw.model import CNN
 from emnist_draw.recognizer import ModelFileError, Recognizer
 
@@ -33,6 +34,8 @@ def test_export_small_checkpoint_via_cli(tmp_path, data_dir):
     with torch.no_grad():
         expected = model(torch.from_numpy(images).unsqueeze(1).float() / 127.5 - 1).numpy()
     assert np.abs(recognizer.logits(images) - expected).max() < 1e-3
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "Conv" in ops and "ConvTranspose" not in ops  # see as_convolutions
 
     # A damaged model file is refused at load time, naming the file and the fix.
     blob = bytearray((tmp_path / "m.onnx").read_bytes())
@@ -42,6 +45,22 @@ def test_export_small_checkpoint_via_cli(tmp_path, data_dir):
         Recognizer(tmp_path / "m.onnx")
     with pytest.raises(ModelFileError, match="no such model file"):
         Recognizer(tmp_path / "missing.onnx")
+
+
+def test_transposed_conv_becomes_the_conv_it_equals():
+    torch.manual_seed(0)
+    for preset in ("small", "medium"):
+        model = CNN(47, preset).eval()
+        for layer in model.modules():  # batch-norm statistics as a trained model has them
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.running_mean.uniform_(-1, 1)
+                layer.running_var.uniform_(0.5, 2)
+        converted = as_convolutions(model)
+        assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in converted.modules())
+        assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())  # a copy
+        x = torch.randn(4, 1, 28, 28)
+        with torch.no_grad():
+            assert torch.allclose(model(x), converted(x), atol=1e-5)
 
 
 def test_original_demo_checkpoint_exports_with_arch_seed(tmp_path):

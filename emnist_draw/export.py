@@ -127,7 +127,8 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
         # dynamo=False: the TorchScript exporter needs no onnxscript and handles this plain CNN.
         torch.onnx.export(as_convolutions(model), (torch.zeros(1, 1, 28, 28),), str(float_out),
                           dynamo=False, input_names=["image"], output_names=["logits"],
-                          opset_version=17, dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+                          opset_version=17,
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     quantization = None
     if int8:
         try:

@@ -133,5 +133,5 @@ def demo_string_to_input(body: str) -> np.ndarray:
     return pixels_to_input(values)
 
 
-__all__ = ["InkError", "InputError", "decode_base64_image", "decode_image", "demo_string_to_input",
-           "image_bytes_to_input", "open_image", "request_to_input"]
+__all__ = ["InkError", "InputError", "decode_base64_image", "decode_image",
+           "demo_string_to_input", "image_bytes_to_input", "open_image", "request_to_input"]

@@ -1,6 +1,7 @@
 """The model alone: size, single-image latency and batch throughput on one CPU core.
 
     .venv/bin/python bench/model_latency.py [--json out.json] [--quick]     # about 30 seconds
+    .venv/bin/python bench/model_latency.py --ops     # + where the shipped models' time goes, by layer
 
 Rows: the shipped model in ONNX Runtime (its own file, the session options the server uses), the
 same network in torch, and the original demo's `seed` preset in torch (how the demo served it) and
@@ -15,10 +16,12 @@ with random weights: speed does not depend on the values. Needs the train extra 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -89,6 +92,26 @@ def onnx_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def operator_times(path: Path, image: np.ndarray, calls: int) -> list[tuple[str, str, float]]:
+    """(node, operator, microseconds per single-image call), slowest first, from ONNX Runtime's
+    own profiler (the optimised graph: fused nodes as the runtime runs them)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "ops")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: to_input(image)}
+        for _ in range(calls):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: Counter[tuple[str, str]] = Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            totals[event["name"].removesuffix("_kernel_time"), event["args"]["op_name"]] += event["dur"]
+    return [(node, op, us / calls) for (node, op), us in totals.most_common()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000, help="single-image calls (shipped model)")
@@ -96,6 +119,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="images per call for throughput")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: the last)")
     parser.add_argument("--quick", action="store_true", help="few calls: to try the script out")
+    parser.add_argument("--ops", action="store_true",
+                        help="also time each layer of the shipped models (ONNX Runtime profiler)")
     parser.add_argument("--json", default=None, metavar="PATH")
     args = parser.parse_args()
     if args.quick:
@@ -167,6 +192,15 @@ def main() -> None:
         print(f"goal: one image <= {GOAL_MS} ms on one core (ONNX Runtime, {name}): "
               f"{ms:.3f} ms, {'met' if ms <= GOAL_MS else 'NOT met'}")
     print(f"ONNX Runtime is {torch_ms / shipped_ms:.1f}x faster than torch on the shipped model")
+    if args.ops:
+        for model in (recognizer, int8):
+            times = operator_times(model.path, one, min(args.calls, 2000))
+            total = sum(us for _, _, us in times)
+            print(benchlib.table(
+                f"{model.name}: time per layer (ONNX Runtime profiler, one image per call; the "
+                f"profiler's own cost included: {total:.0f} us in all)",
+                ["node", "operator", "us per image", "share"],
+                [[node, op, us, f"{100 * us / total:.0f}%"] for node, op, us in times[:10]]))
     benchlib.write_json(args.json, {"machine": m, "cpu": cpu, "threads": 1, "goal_ms": GOAL_MS,
                                     "rows": rows})
 

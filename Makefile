@@ -28,23 +28,27 @@ run: $(BIN)/.serve
 test: $(BIN)/.dev
 	$(BIN)/python -m pytest -q
 
-# Retrains the shipped model from ../shared/data and exports it (about 85 minutes on 2 cores):
-# 30 epochs with drawing augmentation, then 3 short epochs on the plain images plus the UNIPEN
-# tune writers' ink (rendered by emnist_draw/preprocess.py), given three times for weight.
+# Retrains the shipped model from ../shared/data and exports it (about 100 minutes on 2 cores):
+# 30 epochs with drawing augmentation; 4 more with the UNIPEN tune writers' ink (rendered by
+# emnist_draw/preprocess.py, given three times for weight) added, augmented too; then 3 short
+# epochs on the plain images plus the plain ink.
 # bf16 halves the time on CPUs with AVX512-BF16 (like this one) and on GPUs; elsewhere it may be
 # slower than fp32: drop --precision bf16 there (fp32 here: about twice the time).
 TRAIN_1 := emnist-draw train --preset medium --precision bf16 --out runs/medium --epochs 30
 INK := runs/unipen/unipen-tune-ok-images-idx3-ubyte.gz
 TRAIN_INK := emnist-draw data unipen --out runs/unipen
-TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision bf16 --extra $(INK) --extra $(INK) --extra $(INK)
+INK3 := --extra $(INK) --extra $(INK) --extra $(INK)
+TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-ink --epochs 4 --lr 1e-3 --precision bf16 $(INK3)
+TRAIN_3 := emnist-draw train --preset medium --init runs/medium-ink/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision bf16 $(INK3)
 train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_1)
 	$(BIN)/$(TRAIN_INK)
 	$(BIN)/$(TRAIN_2)
+	$(BIN)/$(TRAIN_3)
 	$(BIN)/emnist-draw export runs/medium-finetune/last.pt --out emnist_draw/models/emnist-balanced-medium.onnx \
-		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
+		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
 	$(BIN)/emnist-draw export runs/medium-finetune/last.pt --out emnist_draw/models/emnist-balanced-medium-int8.onnx \
-		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2)"
+		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
 
 # Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.
 # About 15 minutes in all on the 2-core machine; see README, "Performance".

@@ -1,7 +1,7 @@
 """Training speed from the runs' own records: images per second and the wall time to a target
 balanced accuracy, read from runs/*/metrics.json (no training is started).
 
-    .venv/bin/python bench/training_stats.py [--target 0.902] [--runs runs/medium runs/medium-finetune]
+    .venv/bin/python bench/training_stats.py [--target 0.902] [--runs runs/medium runs/medium-ink runs/medium-finetune]
 
 The shipped model's metadata records the same per-epoch figures for the stages that made it;
 they are printed too (runs/ may since hold other trainings). The stages are taken in the order
@@ -21,7 +21,7 @@ import benchlib
 
 from emnist_draw.recognizer import resolve_model  # noqa: E402
 
-DEFAULT_RUNS = ("runs/medium", "runs/medium-finetune")
+DEFAULT_RUNS = ("runs/medium", "runs/medium-ink", "runs/medium-finetune")
 ORIGINAL_ACCURACY = 0.902  # the original demo's reported balanced accuracy
 
 

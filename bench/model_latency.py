@@ -85,22 +85,22 @@ def onnx_fns(session: ort.InferenceSession, one: np.ndarray, many: np.ndarray):
     return (lambda: session.run(None, f1)), (lambda: session.run(None, fn))
 
 
-def onnx_session(path: Path) -> ort.InferenceSession:
-    """The session options of emnist_draw.recognizer.Recognizer (one thread)."""
+def onnx_session(path: Path, profile_prefix: str | None = None) -> ort.InferenceSession:
+    """The session options of emnist_draw.recognizer.Recognizer (one thread); with
+    profile_prefix, ONNX Runtime's profiler on, writing there."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def operator_times(path: Path, image: np.ndarray, calls: int) -> list[tuple[str, str, float]]:
     """(node, operator, microseconds per single-image call), slowest first, from ONNX Runtime's
     own profiler (the optimised graph: fused nodes as the runtime runs them)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = str(Path(tmp) / "ops")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path, str(Path(tmp) / "ops"))
         feed = {session.get_inputs()[0].name: to_input(image)}
         for _ in range(calls):
             session.run(None, feed)

@@ -1,7 +1,7 @@
 """The CNN: encoder (conv blocks) -> decoder (a transposed conv) -> classifier (three linears).
 
 The shape is the original demo's; presets pick the widths. `seed` is the original demo exactly
-(~98M parameters, so its checkpoints load); `medium` is the shipped model's (1.06M, 0.53 ms an
+(~98M parameters, so its checkpoints load); `medium` is the shipped model's (1.06M, 0.49 ms an
 image on one CPU core) and `small` its faster, less accurate predecessor (0.94M, 0.3-0.4 ms).
 """
 

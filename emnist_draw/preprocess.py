@@ -94,13 +94,19 @@ def strokes_to_input(strokes: Sequence[Sequence[Sequence[float]]],
     no better: 71.3% vs 71.1% on 3,000 tuning samples.) A single point is drawn as a disc.
     """
     del canvas_size  # the ink's own bounding box sets the scale (see STROKE_WIDTH)
-    points = _parse_strokes(strokes)
+    points = parse_strokes(strokes)
     longest = float(np.ptp(np.concatenate(points), axis=0).max())
     return normalize(_draw(points, STROKE_WIDTH * longest))
 
 
 def image_to_input(image: bytes | Image.Image) -> np.ndarray:
     """An image of a character (PNG, JPEG, WebP, ...; either polarity; alpha) -> (28, 28) uint8."""
+    return normalize(image_to_ink(image))
+
+
+def image_to_ink(image: bytes | Image.Image) -> np.ndarray:
+    """An image (either polarity; alpha) -> its ink as a float array, white on black, with the
+    background and faint noise removed: what `normalize` takes, for one character or a line."""
     if isinstance(image, (bytes, bytearray, memoryview)):
         try:
             image = Image.open(io.BytesIO(bytes(image)))
@@ -109,7 +115,7 @@ def image_to_input(image: bytes | Image.Image) -> np.ndarray:
             raise InkError(f"not an image: send PNG, JPEG or WebP ({e})") from e
     elif not isinstance(image, Image.Image):
         raise InkError(f"not an image: send PNG, JPEG or WebP bytes, got {type(image).__name__}")
-    return _gray_to_input(_flatten(image))
+    return _gray_to_ink(_flatten(image))
 
 
 def pixels_to_input(pixels: Sequence[float]) -> np.ndarray:
@@ -127,13 +133,14 @@ def pixels_to_input(pixels: Sequence[float]) -> np.ndarray:
     if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
         bad = values[~(np.isfinite(values) & (values >= 0) & (values <= 255))][0]
         raise InkError(f"pixels must be 784 values from 0 to 255, got {bad:g}")
-    return _gray_to_input(values.reshape(SIZE, SIZE))
+    return normalize(_gray_to_ink(values.reshape(SIZE, SIZE)))
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _parse_strokes(strokes) -> list[np.ndarray]:
+def parse_strokes(strokes: Sequence) -> list[np.ndarray]:
+    """Strokes as arrays of [x, y] points; empty strokes dropped, bad ones refused."""
     if strokes is None or len(strokes) == 0:
         raise InkError("the canvas is empty: draw a character")
     points = []
@@ -201,8 +208,8 @@ def _flatten(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
-def _gray_to_input(gray: np.ndarray) -> np.ndarray:
-    """Fix polarity, drop the background and faint noise, then normalise."""
+def _gray_to_ink(gray: np.ndarray) -> np.ndarray:
+    """Fix polarity, drop the background and faint noise."""
     border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
     background = float(np.median(border))
     # Ink is the minority of the border: a light border means dark ink on light paper.
@@ -213,7 +220,7 @@ def _gray_to_input(gray: np.ndarray) -> np.ndarray:
     if peak < 255 * NOISE_THRESHOLD:
         raise InkError("the image is blank: no ink found (draw a darker or thicker character)")
     ink[ink < peak * NOISE_THRESHOLD] = 0
-    return normalize(ink)
+    return ink
 
 
 @lru_cache(maxsize=1)

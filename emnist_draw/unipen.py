@@ -190,3 +190,53 @@ def _figure(correct: np.ndarray) -> dict:
 
 def _round(x: float) -> float:
     return round(float(x), 4)
+
+
+# ---------------------------------------------------------------- strings (words, numbers, lines)
+
+DEFAULT_WORDS_FILE = DEFAULT_UNIPEN_FILE.with_name("unipen-r01-v07-words.jsonl.gz")
+
+
+@dataclass(frozen=True)
+class Written:
+    """A word, number or line of text written in one go, with its label."""
+    text: str
+    writer: str
+    category: str  # UNIPEN's: "3" segmented characters, "6" words, "7" words with digits, "8" text
+    level: str     # "word" or "line"
+    printed: bool | None  # separate characters (True), cursive or mixed (False), unknown (None)
+    strokes: list
+
+    @property
+    def kind(self) -> str:
+        """'number', 'word' or 'code' (letters and digits), by the label."""
+        letters = self.text.replace(" ", "")
+        return "number" if letters.isdigit() else "word" if letters.isalpha() else "code"
+
+
+def load_written(part: str, path: str | Path = DEFAULT_WORDS_FILE) -> tuple[Written, ...]:
+    """The strings of one part's writers whose labels EMNIST can spell: letters, digits and
+    spaces only (no punctuation), at least two characters."""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of: {', '.join(PARTS)}")
+    return _load_written(part, Path(path).resolve())
+
+
+@lru_cache(maxsize=2)
+def _load_written(part: str, path: Path) -> tuple[Written, ...]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the UNIPEN words file is not there (see ../shared/data)")
+    samples = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if (writer := _writer_in(line)) and writer_part(writer) != part:
+                continue
+            row = json.loads(line)
+            text = row["text_fix"] or row["text"]
+            if writer_part(row["writer"]) != part or len(text.replace(" ", "")) < 2:
+                continue
+            if not all(ch.isascii() and (ch.isalnum() or ch == " ") for ch in text):
+                continue
+            samples.append(Written(text, row["writer"], row["category"], row["level"],
+                                   row["printed"], row["strokes"]))
+    return tuple(samples)

@@ -1,4 +1,4 @@
-"""`emnist-draw serve|train|evaluate|export|predict|data|db|feedback`: one command line for the
+"""`emnist-draw serve|train|evaluate|export|predict|read|data|db|feedback`: one command line for the
 whole project."""
 
 from __future__ import annotations
@@ -51,6 +51,37 @@ def cmd_predict(args: argparse.Namespace) -> None:
         top = recognizer.top_k(image[None], args.top_k, args.charset)[0]
         print(json.dumps({"file": path, "prediction": top[0][0],
                           "top_k": [{"label": c, "probability": round(p, 4)} for c, p in top]}))
+    if failed:
+        sys.exit(1)
+
+
+def cmd_read(args: argparse.Namespace) -> None:
+    from emnist_draw.preprocess import InkError
+    from emnist_draw.reader import StringReader
+    from emnist_draw.recognizer import Recognizer
+
+    reader = StringReader(Recognizer(args.model))
+    failed = False
+    for path in args.images:
+        try:
+            reading = reader.read_image(Path(path).read_bytes(), charset=args.charset,
+                                        pattern=args.pattern)
+        except (OSError, ValueError) as e:  # InkError, a pattern no reading fits
+            print(f"emnist-draw: {path}: {e}", file=sys.stderr)
+            failed = True
+            continue
+        if args.json:
+            print(json.dumps({"file": path, "text": reading.text,
+                              "characters": [{"prediction": c.prediction, "display": c.display,
+                                              "box": c.box, "top_k": [
+                                                  {"label": l, "probability": round(p, 4)}
+                                                  for l, _, p in c.top_k]}
+                                             for c in reading.characters],
+                              "alternatives": [{"text": t, "score": s}
+                                               for t, s in reading.alternatives]}))
+        else:
+            others = ", ".join(t for t, _ in reading.alternatives[1:])
+            print(f"{path}: {reading.text}" + (f"  (or: {others})" if others else ""))
     if failed:
         sys.exit(1)
 
@@ -209,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--charset", choices=["all", "digits", "letters"], default="all")
     p.set_defaults(func=cmd_predict)
+
+    r = sub.add_parser("read", help="read strings (a number, a word, a code) from images of one line")
+    r.add_argument("images", nargs="+", help="image files of one line of characters that do not touch")
+    r.add_argument("--model", default=None, help="an .onnx file (default: the shipped model)")
+    r.add_argument("--charset", choices=["all", "digits", "letters"], default="all")
+    r.add_argument("--pattern", default=None, help="D digit, L letter, ? either; e.g. LLDDD")
+    r.add_argument("--json", action="store_true", help="one JSON object per file, with alternatives")
+    r.set_defaults(func=cmd_read)
 
     d = sub.add_parser("data", help="download the official EMNIST files, or describe the pool")
     d.add_argument("action", choices=["download", "pool", "unipen"],

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
@@ -104,7 +105,7 @@ class StringReader:
             character.parts = [kept[i] for i in character.parts]
         return reading
 
-    def read_image(self, image: bytes, charset: str = "all", top_k: int = 3,
+    def read_image(self, image: bytes | Image.Image, charset: str = "all", top_k: int = 3,
                    pattern: str | None = None, words: Sequence[str] | None = None,
                    n_best: int = 5) -> Reading:
         """An image of one line of characters (either polarity). Characters must not touch:

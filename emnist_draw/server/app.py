@@ -37,6 +37,7 @@ from emnist_draw.server.inputs import (InkError, InputError, decode_base64_image
                                        demo_string_to_input, image_bytes_to_input, open_image,
                                        request_to_input)
 from emnist_draw.server.predictor import Predictor, display_label
+from emnist_draw.server.reading import read_router
 from emnist_draw.server.schemas import (ERROR_RESPONSES, INPUT_ERRORS, MAX_BATCH,
                                         MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,
                                         BatchPrediction, Charset, PredictBody, Prediction,
@@ -206,6 +207,7 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         return {"status": "ok", "model": predictor.name, "torch_imported": "torch" in sys.modules}
 
     app.include_router(feedback_router(predictor, corrections, read))
+    app.include_router(read_router(predictor))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -89,18 +89,23 @@ def open_image(data: bytes) -> Image.Image:
 
 def decode_image(image: Image.Image) -> np.ndarray:
     """An image from open_image -> the 28x28 input (the costly part: decoding and preprocessing)."""
-    try:
-        image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at 1/2, 1/4 or 1/8
-        image.load()
-        image = _reduced(image)
-    except _UNREADABLE as e:  # what PIL raises for a cut-off or corrupt file
-        raise InputError(f"the {image.format} file is damaged or cut off ({e})") from e
+    image = load_image(image)
     try:
         return image_to_input(image)
     except InkError:
         raise
     except (ValueError, OSError) as e:  # a mode Pillow cannot convert: still the file's fault
         raise InputError(f"the {image.format} image cannot be read ({e})") from e
+
+
+def load_image(image: Image.Image) -> Image.Image:
+    """An image from open_image, its pixels decoded, its longer side at most WORK_SIDE."""
+    try:
+        image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at 1/2, 1/4 or 1/8
+        image.load()
+        return _reduced(image)
+    except _UNREADABLE as e:  # what PIL raises for a cut-off or corrupt file
+        raise InputError(f"the {image.format} file is damaged or cut off ({e})") from e
 
 
 def _reduced(image: Image.Image) -> Image.Image:

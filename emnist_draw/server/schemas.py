@@ -152,3 +152,71 @@ def limits() -> dict[str, int]:
             "max_image_pixels": MAX_IMAGE_PIXELS, "max_image_side": MAX_IMAGE_SIDE,
             "max_batch": MAX_BATCH, "max_body_bytes": MAX_BODY_BYTES,
             "max_json_values": MAX_JSON_VALUES}
+
+
+# ---------------------------------------------------------------- strings: POST /api/read
+
+MAX_WORDS = 5_000  # a caller's word list; longer lists belong in a lexicon, not in each request
+MAX_WORD_LENGTH = 64
+
+
+class ReadRequest(BaseModel):
+    """A string of characters written in one go, as strokes or as an image of one line."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra={
+        "examples": [{"strokes": [[[10, 10], [10, 90]], [[40, 10], [70, 10], [40, 90], [75, 90]]],
+                      "charset": "all", "top_k": 3}]})
+
+    strokes: list[Stroke] | None = Field(
+        None, max_length=MAX_STROKES,
+        description="Strokes in writing order, each a list of [x, y] points (any units, y down).")
+    canvas: Canvas | None = Field(None, description="Size of the area the strokes were drawn in.")
+    image: str | None = Field(
+        None, max_length=MAX_IMAGE_BYTES * 4 // 3 + 1024,
+        description="An image of one line of characters that do not touch (PNG, JPEG or WebP), "
+                    "as a data URL or plain base64.")
+    top_k: int = Field(3, ge=1, le=47, description="How many classes to return per character.")
+    charset: Charset = Field("all", description="Restrict every character to digits or letters.")
+    pattern: str | None = Field(
+        None, min_length=1, max_length=MAX_STROKES, pattern=r"^[DLdl?]+$",
+        description="The string's shape, one letter per character: D a digit, L a letter, "
+                    "? either; e.g. 'LLDDD' for a code. The reading has exactly that length.")
+    words: list[Annotated[str, Field(min_length=1, max_length=MAX_WORD_LENGTH)]] | None = Field(
+        None, max_length=MAX_WORDS,
+        description="Words the string is likely to be; a reading that is one of them is preferred.")
+    alternatives: int = Field(5, ge=1, le=20, description="How many whole-string readings to return.")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ReadRequest:
+        given = [name for name in ("strokes", "image") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'strokes' or 'image'"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.strokes is not None:
+            total = sum(len(s) for s in self.strokes)
+            if total > MAX_POINTS:
+                raise ValueError(f"too many points: {total} in all, the limit is {MAX_POINTS}")
+        return self
+
+
+class ReadCharacter(BaseModel):
+    prediction: str = Field(description="The model's class, one character.")
+    display: str = Field(description="The character as the text shows it (merged letters' case "
+                                     "decided from the string).")
+    top_k: list[Guess] = Field(description="Most likely first.")
+    strokes: list[int] | None = Field(
+        None, description="Indices into the request's strokes that make this character.")
+    box: list[float] = Field(description="[x0, y0, x1, y1] in the request's units (pixels for images).")
+
+
+class Alternative(BaseModel):
+    text: str
+    score: float = Field(description="Log score of the whole reading; higher is better.")
+
+
+class Reading(BaseModel):
+    text: str = Field(description="The string read; spaces where the ink leaves a wide gap.")
+    characters: list[ReadCharacter]
+    alternatives: list[Alternative] = Field(description="Whole-string readings, best first.")
+    model: str
+    charset: Charset

@@ -1,0 +1,76 @@
+"""`POST /api/read` and `/api/read/upload`: strings of characters, read by emnist_draw.reader.
+
+The same ink fields, limits and 4xx answers as `/api/predict`; the engine does the reading.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, File, Form, UploadFile
+from PIL import Image
+
+from emnist_draw.preprocess import InkError
+from emnist_draw.reader import Reading as EngineReading
+from emnist_draw.reader import StringReader
+from emnist_draw.server.inputs import InputError, decode_base64_image, load_image, open_image
+from emnist_draw.server.predictor import Predictor
+from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, Alternative, Charset, Guess,
+                                        ReadCharacter, Reading, ReadRequest)
+
+
+def read_router(predictor: Predictor) -> APIRouter:
+    router = APIRouter()
+    reader = StringReader(predictor.recognizer)
+
+    def answer(reading: EngineReading, charset: str, from_strokes: bool) -> Reading:
+        return Reading(
+            text=reading.text,
+            characters=[ReadCharacter(
+                prediction=c.prediction, display=c.display,
+                top_k=[Guess(label=label, display=shown, probability=p) for label, shown, p in c.top_k],
+                strokes=c.parts if from_strokes else None, box=list(c.box))
+                for c in reading.characters],
+            alternatives=[Alternative(text=t, score=s) for t, s in reading.alternatives],
+            model=predictor.name, charset=charset)
+
+    def read_image(image: Image.Image, **options) -> EngineReading:
+        try:
+            return reader.read_image(load_image(image), **options)
+        except (InkError, InputError):
+            raise
+        except (ValueError, OSError) as e:  # a mode Pillow cannot convert: still the file's fault
+            raise InputError(f"the {image.format} image cannot be read ({e})") from e
+
+    @router.post("/api/read", response_model=Reading, response_model_exclude_none=True,
+                 summary="Read a string: a number, a word or a code", responses=INPUT_ERRORS)
+    def read(body: Annotated[ReadRequest, Body()]) -> Reading:
+        """Strokes in writing order (or an image of one line): the text, each character with its
+        alternatives and the strokes that make it, and whole-string alternatives."""
+        options = dict(charset=body.charset, top_k=body.top_k, pattern=body.pattern,
+                       words=body.words, n_best=body.alternatives)
+        try:
+            if body.strokes is not None:
+                return answer(reader.read_strokes(body.strokes, **options), body.charset, True)
+            image = open_image(decode_base64_image(body.image))
+            return answer(read_image(image, **options), body.charset, False)
+        except (InkError, InputError):
+            raise
+        except ValueError as e:  # e.g. a pattern no reading fits
+            raise InputError(str(e)) from e
+
+    @router.post("/api/read/upload", response_model=Reading, response_model_exclude_none=True,
+                 summary="Read a string from an uploaded image of one line (multipart)",
+                 responses=INPUT_ERRORS)
+    def read_upload(
+        file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image of one line")],
+        top_k: Annotated[int, Form(ge=1, le=47)] = 3,
+        charset: Annotated[Charset, Form()] = "all",
+        pattern: Annotated[str | None, Form(min_length=1, max_length=100,
+                                            pattern=r"^[DLdl?]+$")] = None,
+    ) -> Reading:
+        image = open_image(file.file.read(MAX_IMAGE_BYTES + 1))  # one byte over is enough to refuse
+        return answer(read_image(image, charset=charset, top_k=top_k, pattern=pattern),
+                      charset, False)
+
+    return router

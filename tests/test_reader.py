@@ -1,0 +1,232 @@
+"""Reading strings: the engine on real writers' ink, `POST /api/read` on a real server, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from emnist_draw.preprocess import strokes_to_input
+from emnist_draw.data import BALANCED_CLASSES
+from emnist_draw.reader import StringReader, balanced_form, edit_distance
+from emnist_draw.recognizer import Recognizer
+from emnist_draw.server.schemas import MAX_POINTS
+from emnist_draw.unipen import load_samples, load_written
+
+from app_helpers import CLEAR, live_server
+
+CAP, X_HEIGHT = 100.0, 60.0
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer()
+
+
+@pytest.fixture(scope="module")
+def reader(recognizer):
+    return StringReader(recognizer)
+
+
+def written(recognizer, text: str):
+    """Real characters of the measure writers, one per character of text (a repeated character
+    is the same sample), each read right and surely on its own; merged letters keep their case."""
+    distinct = dict.fromkeys(text)
+    chosen = {}
+    for sample in load_samples("measure", "OK"):
+        if sample.char in distinct and sample.char not in chosen:
+            probs = recognizer.probabilities(strokes_to_input(sample.strokes)[None])[0]
+            if int(np.argmax(probs)) == recognizer.classes.index(BALANCED_CLASSES[sample.label]) \
+                    and probs.max() > CLEAR:
+                chosen[sample.char] = sample
+                if len(chosen) == len(distinct):
+                    break
+    assert len(chosen) == len(distinct), f"read clearly: only {sorted(chosen)}"
+    return [chosen[c] for c in text]
+
+
+def compose(samples, heights=None, gap=25.0):
+    """Real characters side by side on one baseline, each scaled to its height; the strokes in
+    writing order and, per character, the indices of its strokes."""
+    strokes, owners, x = [], [], 0.0
+    for n, sample in enumerate(samples):
+        height = heights[n] if heights else CAP
+        points = np.concatenate([np.asarray(s, float) for s in sample.strokes])
+        low, high = points.min(0), points.max(0)
+        scale = height / max(high[1] - low[1], 1e-9)
+        mine = []
+        for s in sample.strokes:
+            xy = (np.asarray(s, float) - low) * scale + [x, CAP - height]
+            mine.append(len(strokes))
+            strokes.append(xy.tolist())
+        owners.append(mine)
+        x += (high[0] - low[0]) * scale + gap
+    return strokes, owners
+
+
+def line_png(strokes, pen=5) -> bytes:
+    """The strokes drawn black on white, as a PNG: an image of the line."""
+    points = np.concatenate([np.asarray(s) for s in strokes])
+    low = points.min(0) - 10
+    width, height = (points.max(0) - low + 10).astype(int)
+    image = Image.new("L", (int(width), int(height)), 255)
+    draw = ImageDraw.Draw(image)
+    for s in strokes:
+        xy = [tuple(p) for p in (np.asarray(s) - low).tolist()]
+        draw.line(xy, fill=0, width=pen, joint="curve") if len(xy) > 1 else draw.ellipse(
+            (xy[0][0] - pen, xy[0][1] - pen, xy[0][0] + pen, xy[0][1] + pen), fill=0)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_number_is_read_digit_by_digit_with_its_strokes(reader, recognizer):
+    strokes, owners = compose(written(recognizer, "2024"))
+    reading = reader.read_strokes(strokes)
+    assert reading.text == "2024"
+    assert [c.parts for c in reading.characters] == owners
+    assert reading.alternatives[0] == (reading.text, pytest.approx(reading.alternatives[0][1]))
+    assert len({t for t, _ in reading.alternatives}) == len(reading.alternatives) > 1
+
+
+def test_a_digit_run_reads_a_clear_O_as_zero(reader, recognizer):
+    two, o, four = written(recognizer, "2O4")
+    strokes, _ = compose([two, o, two, four])
+    alone = recognizer.top_k(strokes_to_input(o.strokes)[None], 1)[0][0][0]
+    assert alone == "O"  # on its own it is an O; among digits, context makes it a zero
+    assert reader.read_strokes(strokes).text == "2024"
+
+
+def test_a_dot_written_after_the_next_letter_joins_its_i(reader):
+    i = next(s for s in load_samples("tune", "OK") if s.char == "i" and len(s.strokes) == 2
+             and np.ptp(np.asarray(s.strokes[1]), axis=0).max() < 0.2 * np.ptp(
+                 np.concatenate([np.asarray(p) for p in s.strokes]), axis=0).max())
+    t = next(s for s in load_samples("tune", "OK") if s.char == "t" and len(s.strokes) == 2)
+    strokes, owners = compose([i, t], heights=[X_HEIGHT * 1.3, CAP])
+    stem, dot = strokes[owners[0][0]], strokes[owners[0][1]]
+    late = [stem, *[strokes[k] for k in owners[1]], dot]  # the dot comes last, as people write
+    reading = reader.read_strokes(late)
+    assert len(reading.characters) == 2
+    assert reading.characters[0].parts == [0, 3]
+    assert reading.characters[1].parts == [1, 2]
+
+
+def test_the_case_of_merged_letters_follows_the_string(reader, recognizer):
+    s, u, n = written(recognizer, "Sun")
+    strokes, _ = compose([s, u, n], heights=[CAP, X_HEIGHT, X_HEIGHT])
+    reading = reader.read_strokes(strokes)
+    assert reading.text == "Sun"
+    assert [c.prediction for c in reading.characters] == ["S", "U", "n"]  # the classes
+    upper, _ = compose([s, u, n])  # all at capital height: no lowercase-only letter... but n
+    assert balanced_form(reader.read_strokes(upper).text) == "SUn"
+
+
+def test_pattern_and_charset_hints(reader, recognizer):
+    strokes, _ = compose(written(recognizer, "AB12"))
+    assert reader.read_strokes(strokes, pattern="LLDD").text == "AB12"
+    assert reader.read_strokes(strokes, charset="digits").text.isdigit()
+    with pytest.raises(ValueError, match="pattern"):
+        reader.read_strokes(strokes, pattern="DX")
+    with pytest.raises(ValueError, match="pattern"):
+        reader.read_strokes(strokes, pattern="D")  # no reading of one character covers the ink
+
+
+def test_a_line_image_reads_like_its_strokes(reader, recognizer):
+    strokes, _ = compose(written(recognizer, "7351"))
+    reading = reader.read_image(line_png(strokes))
+    assert reading.text == "7351"
+    boxes = [c.box for c in reading.characters]
+    assert all(a[2] <= b[0] for a, b in zip(boxes, boxes[1:]))  # left to right, in pixels
+
+
+def test_real_numbers_of_unseen_writers(reader):
+    """Printed numbers written in one go by the measure writers (never tuned on)."""
+    numbers = [s for s in load_written("measure") if s.printed and s.kind == "number"][:60]
+    exact = [reader.read_strokes(s.strokes, charset="digits").text.replace(" ", "")
+             == s.text.replace(" ", "") for s in numbers]
+    assert len(numbers) == 60 and np.mean(exact) >= 0.8
+
+
+def test_edit_distance_and_balanced_form():
+    assert edit_distance("2024", "2O24") == 1 and edit_distance("", "ab") == 2
+    assert edit_distance("kitten", "sitting") == 3
+    assert balanced_form("Sun dog") == "SUndOg"
+
+
+# ---------------------------------------------------------------- the API and the CLI
+
+@pytest.fixture(scope="module")
+def client():
+    with live_server() as url, httpx.Client(base_url=url, timeout=30) as c:
+        yield c
+
+
+def test_api_read_strokes(client, recognizer):
+    strokes, owners = compose(written(recognizer, "2024"))
+    r = client.post("/api/read", json={"strokes": strokes, "top_k": 2, "alternatives": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["text"] == "2024" and body["model"] and body["charset"] == "all"
+    assert [c["strokes"] for c in body["characters"]] == owners
+    assert all(len(c["top_k"]) == 2 and c["top_k"][0]["label"] == c["prediction"]
+               for c in body["characters"])
+    first = np.concatenate([np.asarray(strokes[k]) for k in owners[0]])
+    assert body["characters"][0]["box"] == pytest.approx([*first.min(0), *first.max(0)])
+    assert body["alternatives"][0]["text"] == "2024" and 1 < len(body["alternatives"]) <= 3
+
+
+def test_api_read_image_and_upload(client, recognizer):
+    strokes, _ = compose(written(recognizer, "7351"))
+    png = line_png(strokes)
+    r = client.post("/api/read", json={"image": base64.b64encode(png).decode()})
+    assert r.status_code == 200 and r.json()["text"] == "7351"
+    assert "strokes" not in r.json()["characters"][0]
+    r = client.post("/api/read/upload", files={"file": ("line.png", png, "image/png")},
+                    data={"charset": "digits"})
+    assert r.status_code == 200 and r.json()["text"] == "7351"
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"strokes": []}, "empty"),
+    ({}, "exactly one of 'strokes' or 'image'"),
+    ({"strokes": [[[0, 0], [1, 1]]], "image": "aGk="}, "exactly one"),
+    ({"strokes": [[[0, 0], [1, 1]]], "pattern": "DX"}, "pattern"),
+    ({"strokes": [[[0, 0], [1, 1]], [[50, 0], [50, 1]], [[99, 0], [99, 9]]], "pattern": "D"},
+     "pattern"),
+    ({"strokes": [[[i, i] for i in range(2000)]] * 6}, f"limit is {MAX_POINTS}"),
+    ({"image": "aGVsbG8="}, "not an image"),
+    ({"strokes": [[[0, 0], [1, 1]]], "words": ["x" * 65]}, "words"),
+    ({"strokes": [[[0, 0], [1, 1]]], "extra": 1}, "extra"),
+])
+def test_api_read_refuses_bad_input_saying_why(client, body, needle):
+    r = client.post("/api/read", json=body)
+    assert r.status_code == 422, r.text
+    assert needle in r.text
+
+
+def test_api_read_is_in_the_openapi_and_predict_is_unchanged(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/read" in paths and "/api/read/upload" in paths
+    r = client.post("/api/predict", json={"strokes": [[[50, 10], [50, 90]]]})
+    assert r.status_code == 200 and set(r.json()) >= {"prediction", "top_k", "model"}
+    assert "text" not in r.json()
+
+
+def test_cli_read(tmp_path, recognizer):
+    strokes, _ = compose(written(recognizer, "7351"))
+    (tmp_path / "line.png").write_bytes(line_png(strokes))
+    (tmp_path / "blank.png").write_bytes(line_png([[[0, 0]]], pen=0)[:50])
+    out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", "read", "--json",
+                          str(tmp_path / "line.png"), str(tmp_path / "blank.png")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1  # the second file is not an image
+    answer = json.loads(out.stdout.splitlines()[0])
+    assert answer["text"] == "7351" and answer["alternatives"][0]["text"] == "7351"
+    assert "blank.png" in out.stderr

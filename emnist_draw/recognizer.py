@@ -46,12 +46,12 @@ class Recognizer:
             self.metadata = json.loads(meta_path.read_text())
         except (OSError, ValueError) as e:
             raise ModelFileError(f"{meta_path}: missing or unreadable model metadata ({e})") from e
+        self.classes: list[str] = _checked_classes(self.metadata, meta_path)
         expected = self.metadata.get("onnx_sha256")
         if expected and sha256_file(self.path) != expected:
             raise ModelFileError(
                 f"{self.path}: checksum does not match {meta_path.name}; the file is damaged or "
                 "was replaced: reinstall the package or export the model again")
-        self.classes: list[str] = list(self.metadata["classes"])
         options = ort.SessionOptions()
         # One thread per request is fastest for a model this small; scale with processes.
         options.intra_op_num_threads = threads
@@ -62,6 +62,25 @@ class Recognizer:
         except Exception as e:  # onnxruntime raises its own untyped errors for bad files
             raise ModelFileError(f"{self.path}: not a loadable ONNX model ({e})") from e
         self.input_name = self.session.get_inputs()[0].name
+        self._check_against_metadata(meta_path)
+
+    def _check_against_metadata(self, meta_path: Path) -> None:
+        """One blank image through the model: it must take (N, 1, 28, 28) and answer one score
+        per class the metadata names. Found here, at load, a mismatch is one clear message (and
+        exit status 2) instead of a numpy broadcasting error on the first request, in every
+        worker."""
+        try:
+            out = self.session.run(None, {self.input_name: to_input(np.zeros((1, 28, 28), np.uint8))})
+        except Exception as e:  # onnxruntime's own errors: wrong input name, rank or type
+            raise ModelFileError(f"{self.path}: the model does not read a batch of 28x28 images "
+                                 f"shaped (N, 1, 28, 28) ({str(e).splitlines()[0]})") from e
+        shape = tuple(np.shape(out[0]))
+        if shape != (1, len(self.classes)):
+            raise ModelFileError(
+                f"{self.path}: the model answers {shape[-1] if shape else 0} scores per image "
+                f"(output shape {shape} for one image) but {meta_path.name} names "
+                f"{len(self.classes)} classes; the two files do not belong together: export the "
+                "model again, or put the matching .json beside it")
 
     @property
     def name(self) -> str:
@@ -94,6 +113,32 @@ class Recognizer:
         k = min(k, int(self.allowed(charset).sum()))
         best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(self.classes[i], float(p[i])) for i in row] for p, row in zip(probs, best)]
+
+
+def _checked_classes(metadata: object, meta_path: Path) -> list[str]:
+    """The metadata's "classes": a list of distinct one-character strings, or a ModelFileError
+    that says what is wrong (not a KeyError or TypeError from deep inside serving)."""
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{meta_path}: the model metadata must be a JSON object, not a "
+                             f"{type(metadata).__name__}; export the model again")
+    classes = metadata.get("classes")
+    problem = None
+    if not isinstance(classes, list) or not classes:
+        problem = f"is {json.dumps(classes)[:40]}" if "classes" in metadata else "is missing"
+    elif not all(isinstance(c, str) and len(c) == 1 for c in classes):
+        bad = next(c for c in classes if not (isinstance(c, str) and len(c) == 1))
+        problem = f"holds {json.dumps(bad)[:40]}, not a one-character string"
+    elif len(set(classes)) != len(classes):
+        problem = "names a class twice"
+    if problem:
+        raise ModelFileError(f'{meta_path}: "classes" {problem}; it must list the model\'s '
+                             'classes in output order as one-character strings, e.g. '
+                             '["0", "1", ..., "A", ...]: export the model again')
+    for key in ("name", "onnx_sha256"):  # what the server shows and compares as text
+        if key in metadata and not isinstance(metadata[key], str):
+            raise ModelFileError(f'{meta_path}: "{key}" must be a string, not '
+                                 f"{json.dumps(metadata[key])[:40]}; export the model again")
+    return list(classes)
 
 
 def to_input(images_uint8: np.ndarray) -> np.ndarray:

@@ -163,6 +163,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve = {"host": args.host, "port": args.port, "log_level": args.log_level,
              "timeout_keep_alive": KEEP_ALIVE_S}
     try:
+        store.quota_bytes(args.feedback_quota_mb)  # a bad quota fails here, before the model loads
+        if args.feedback_quota_mb is not None:  # how create_app reads it, here or in a worker
+            os.environ[store.QUOTA_ENV] = str(args.feedback_quota_mb)
         # The export runs in a child process: this one goes on to serve and must stay torch-free.
         model = cached_model(args.checkpoint, args.arch) if args.checkpoint else args.model
         if args.workers == 1:
@@ -273,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arch", default=None, help="the checkpoint's preset, when it does not say (seed)")
     s.add_argument("--workers", type=int, default=1, help="server processes, one model each")
     s.add_argument("--data-dir", default=None, help=store_help)
+    s.add_argument("--feedback-quota-mb", type=float, default=None, metavar="MB",
+                   help="at most this much for the stored corrections; past it a correction "
+                        "is answered 507 (default: $EMNIST_DRAW_FEEDBACK_QUOTA_MB, else 1024; "
+                        "0: no quota)")
     s.add_argument("--cors-origin", action="append", default=[], metavar="URL",
                    help="let pages from this origin (https://host[:port]) call the API from a "
                         "browser; repeatable (default: no CORS, same origin only)")

@@ -70,7 +70,8 @@ class Recognizer:
         exit status 2) instead of a numpy broadcasting error on the first request, in every
         worker."""
         try:
-            out = self.session.run(None, {self.input_name: to_input(np.zeros((1, 28, 28), np.uint8))})
+            blank = to_input(np.zeros((1, 28, 28), np.uint8))
+            out = self.session.run(None, {self.input_name: blank})
         except Exception as e:  # onnxruntime's own errors: wrong input name, rank or type
             raise ModelFileError(f"{self.path}: the model does not read a batch of 28x28 images "
                                  f"shaped (N, 1, 28, 28) ({str(e).splitlines()[0]})") from e

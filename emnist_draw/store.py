@@ -8,12 +8,22 @@ and by `emnist-draw db upgrade`.
 A correction is acknowledged only after its transaction commits, and a commit is durable:
 SQLite runs in WAL mode with synchronous=FULL (the log is fsynced at every commit, so a row
 survives SIGKILL and power loss); PostgreSQL commits durably by default.
+
+What can go wrong with the files, and what is done about it:
+- a full disk (or the store's quota reached): StoreFull, nothing saved; SQLite and PostgreSQL
+  roll the transaction back, so storing works again as soon as there is room;
+- the SQLite files deleted or replaced under a running server: StoreMoved, before and after
+  each commit, so a row is never acknowledged into a file that is no longer at the path;
+- a damaged SQLite file, or tables missing while Alembic says the schema is current: StoreError
+  at start-up (upgrade), naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,8 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import (JSON, BigInteger, Column, DateTime, Engine, Integer, LargeBinary, MetaData,
-                        String, Table, create_engine, event, func, insert, select, text)
+from sqlalchemy import (JSON, BigInteger, Column, Connection, DateTime, Engine, Integer,
+                        LargeBinary, MetaData, String, Table, create_engine, event, func, insert,
+                        inspect, select, text)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -40,6 +51,12 @@ MIGRATIONS = "emnist_draw:migrations"  # Alembic's script location, inside the p
 # Any fixed bigint: the PostgreSQL advisory lock that lets one migrator run at a time.
 MIGRATION_LOCK_KEY = 0x656D6E6973742D64  # "emnist-d"
 EXPORT_STEM = "emnist-feedback"  # export file names: what `train --extra` pairs by name
+# What one correction may keep of its ink, as canonical JSON: the page's drawings are a few KB
+# (thinned strokes, one decimal); an image is reduced to fit by the server (server/feedback.py).
+MAX_INK_BYTES = 256 * 1024
+QUOTA_ENV = "EMNIST_DRAW_FEEDBACK_QUOTA_MB"  # serve --feedback-quota-mb, passed to the workers
+DEFAULT_QUOTA_MB = 1024  # ~4,000 corrections at the largest, ~200,000 drawings from the page
+_FILES = "emnist_draw_files"  # where a SQLite connection's record keeps the files it opened
 
 metadata = MetaData()
 
@@ -63,6 +80,23 @@ corrections = Table(
 
 class StoreError(RuntimeError):
     """The corrections database cannot be opened or migrated (the message says which and why)."""
+
+
+class StoreFull(StoreError):
+    """No room for the correction: the database's disk is full, or the store is at its quota."""
+
+    def __init__(self, message: str, *, quota: bool = False):
+        super().__init__(message)
+        self.quota = quota
+
+
+class StoreMoved(StoreError):
+    """The SQLite file was deleted or replaced while this process had it open: what it writes
+    would be lost with the old file, so nothing is written or acknowledged."""
+
+
+class CorrectionTooLarge(ValueError):
+    """The ink of a correction is over MAX_INK_BYTES (the message says by how much)."""
 
 
 @dataclass
@@ -130,6 +164,10 @@ def make_engine(url: URL | str, *, begin: str = "BEGIN") -> Engine:
         # connection.
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    paths = sqlite_paths(url)
+    # The database file this engine serves (its first connection's), and whether it was found
+    # deleted or replaced: then for good, since a new file may even get the old inode number.
+    served: dict[str, Any] = {}
 
     # SQLAlchemy's recipe for real transactions on Python's sqlite3 (its "legacy" mode begins
     # none before SELECT or DDL): take BEGIN over from the driver.
@@ -142,6 +180,13 @@ def make_engine(url: URL | str, *, begin: str = "BEGIN") -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
+        # The files this connection has open: what check_files compares with those at the path.
+        # A later connection that opens another database file than the first one did (the first
+        # deleted, a new empty file made in its place) is refused as well.
+        if paths is not None:
+            db, wal = _file_ids(paths)
+            served.setdefault("db", db)
+            record.info[_FILES] = {"served": served, "db": db, "wal": wal}
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
@@ -178,7 +223,10 @@ def upgrade(url: URL | str, revision: str = "head") -> None:
                 if isinstance(e, ImportError) else "")
         raise StoreError(f"cannot use the database {describe(make_url(url))}: {e}{hint}") from e
     try:
+        check_sqlite_file(engine)  # a damaged file is neither migrated nor served
         command.upgrade(alembic_config(engine), revision)
+        if revision == "head":  # an older revision may lack what store.metadata declares
+            check_schema(engine)
     except SQLAlchemyError as e:
         raise StoreError(f"cannot migrate the corrections database {describe(make_url(url))}: "
                          f"{_reason(e)}") from e
@@ -207,21 +255,186 @@ def _reason(error: SQLAlchemyError) -> str:
     return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
+# ---------------------------------------------------------------- the files under the store
+
+
+def sqlite_paths(url: URL | str) -> tuple[Path, Path] | None:
+    """The SQLite database file and its write-ahead log; None for PostgreSQL (or :memory:)."""
+    url = make_url(url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    db = Path(url.database)
+    return db, db.with_name(db.name + "-wal")
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _file_ids(paths: tuple[Path, Path] | None) -> list[tuple[int, int] | None]:
+    return [_file_id(p) for p in paths] if paths else []
+
+
+def check_files(conn: Connection) -> None:
+    """SQLite: raise StoreMoved unless the files `conn` has open are the ones at the path, and
+    the database file is the one the engine started with. SQLite writes on through an open file
+    that was deleted or renamed over, and commits succeed: into a file nobody will open again.
+    PostgreSQL: nothing to check (its server owns its files)."""
+    opened = conn.connection.info.get(_FILES)
+    paths = sqlite_paths(conn.engine.url)
+    if opened is None or paths is None:
+        return
+    served = opened["served"]
+    now_db, now_wal = _file_ids(paths)
+    if opened["wal"] is None:
+        # A new database has no log until its first write; this connection's first write made it
+        # (and no other connection can delete it while this one is open).
+        opened["wal"] = now_wal
+    if served.get("moved") or not (served["db"] == opened["db"] == now_db
+                                   and opened["wal"] == now_wal):
+        served["moved"] = True
+        conn.invalidate()  # never hand this connection out again
+        raise StoreMoved(f"the corrections database {paths[0]} was deleted or replaced while the "
+                         "server had it open; nothing more is stored in it: restart the server "
+                         "(it makes a new database there), or put the file back and restart")
+
+
+def free_bytes(engine: Engine) -> int | None:
+    """Free space on the disk of a SQLite store (None for PostgreSQL: its server's disk)."""
+    paths = sqlite_paths(engine.url)
+    if paths is None:
+        return None
+    try:
+        return shutil.disk_usage(paths[0].parent).free
+    except OSError:
+        return None
+
+
+def used_bytes(conn: Connection) -> int:
+    """What the corrections take: SQLite's pages in use, PostgreSQL's table with its TOAST data
+    and indexes. What a quota is measured against."""
+    if conn.dialect.name == "sqlite":
+        page_size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
+        return (pages - free) * page_size
+    return int(conn.execute(text("SELECT pg_total_relation_size('corrections')")).scalar_one())
+
+
+def quota_bytes(quota_mb: float | None = None) -> int | None:
+    """The store's quota: quota_mb, else $EMNIST_DRAW_FEEDBACK_QUOTA_MB, else the default; None
+    for no quota (0)."""
+    if quota_mb is None:
+        given = os.environ.get(QUOTA_ENV, "").strip()
+        try:
+            quota_mb = float(given) if given else DEFAULT_QUOTA_MB
+        except ValueError:
+            raise StoreError(f"${QUOTA_ENV} must be a number of megabytes, not {given!r}") from None
+    if quota_mb < 0:
+        raise StoreError(f"the corrections quota must be 0 (none) or more megabytes, "
+                         f"not {quota_mb}")
+    return int(quota_mb * 1024 * 1024) or None
+
+
+def is_full(error: BaseException) -> bool:
+    """Whether a database error means "no room": SQLite's SQLITE_FULL ("database or disk is
+    full"), PostgreSQL's disk_full (SQLSTATE 53100)."""
+    orig = getattr(error, "orig", None) or error
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or (
+            "database or disk is full" in str(orig))
+    return getattr(orig, "sqlstate", None) == "53100"
+
+
+def check_sqlite_file(engine: Engine) -> None:
+    """Refuse a damaged SQLite file, at start-up: PRAGMA quick_check reads every page's structure
+    (O(size): ~0.1 s for 100 MB). A damaged file otherwise takes and acknowledges writes, and
+    `feedback export` dies on it later."""
+    paths = sqlite_paths(engine.url)
+    if paths is None or not paths[0].is_file():
+        return
+    fix = (f"move {paths[0].name} and its -wal and -shm files out of {paths[0].parent} (the "
+           "server then starts with an empty store) or restore them from a backup; to save the "
+           f"rows that can still be read: sqlite3 {paths[0]} .recover | sqlite3 recovered.sqlite3")
+    try:
+        with engine.connect() as conn:
+            problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
+    except SQLAlchemyError as e:
+        raise StoreError(f"the corrections database {paths[0]} is damaged or not a SQLite "
+                         f"database (PRAGMA quick_check: {_reason(e)}): {fix}") from e
+    if problems != ["ok"]:
+        raise StoreError(f"the corrections database {paths[0]} is damaged (PRAGMA quick_check: "
+                         f"{'; '.join(problems)[:300]}): {fix}")
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse a store that lacks the tables or columns store.metadata declares. Alembic looks
+    only at its version table: with the table dropped by hand and the version at head, every
+    correction was a 503, for ever."""
+    where = describe(engine.url)
+    try:
+        found = inspect(engine)
+        tables = set(found.get_table_names())
+        missing = [f"table {t.name}" for t in metadata.sorted_tables if t.name not in tables]
+        for table in metadata.sorted_tables:
+            if table.name in tables:
+                columns = {c["name"] for c in found.get_columns(table.name)}
+                missing += [f"column {table.name}.{c.name}" for c in table.columns
+                            if c.name not in columns]
+    except SQLAlchemyError as e:
+        raise StoreError(f"cannot read the schema of the corrections database {where}: "
+                         f"{_reason(e)}") from e
+    if missing:
+        raise StoreError(
+            f"the corrections database {where} is marked as migrated but lacks "
+            f"{', '.join(missing)} (dropped or changed by hand?): restore it from a backup, or, "
+            "to start again with an empty table, drop its alembic_version table "
+            "(DROP TABLE alembic_version; that keeps any other data) and run "
+            "`emnist-draw db upgrade`")
+
+
 # ---------------------------------------------------------------- reading and writing
 
 
-def add_correction(engine: Engine, correction: Correction) -> int:
-    """Insert one correction; returns its id once the transaction has committed."""
+def add_correction(engine: Engine, correction: Correction, quota: int | None = None) -> int:
+    """Insert one correction; returns its id once the transaction has committed into the file
+    that is still at the store's path.
+
+    quota: the most bytes the store may take (used_bytes); over it, or with the disk full,
+    StoreFull and nothing saved. The ink is bounded by MAX_INK_BYTES (CorrectionTooLarge)."""
     image = np.ascontiguousarray(correction.input, dtype=np.uint8)
     if image.shape != (28, 28):
         raise ValueError(f"the input must be 28x28, not {image.shape}")
+    size = len(ink_json(correction.ink))
+    if size > MAX_INK_BYTES:
+        raise CorrectionTooLarge(f"the ink is {size:,} bytes as JSON; a correction keeps at most "
+                                 f"{MAX_INK_BYTES:,}: send fewer points, or round the coordinates")
     created = correction.created_at or datetime.now(timezone.utc)
-    with engine.begin() as conn:  # commits on leaving the block, or raises: nothing in between
-        new_id = conn.execute(insert(corrections).returning(corrections.c.id), {
-            "created_at": created, "label": correction.label, "predicted": correction.predicted,
-            "charset": correction.charset, "ink_kind": correction.ink_kind, "ink": correction.ink,
-            "input": image.tobytes(), "model_name": correction.model_name,
-            "model_sha256": correction.model_sha256}).scalar_one()
+    with engine.connect() as conn:
+        check_files(conn)  # nothing is written into a deleted file
+        try:
+            with conn.begin():  # commits on leaving the block, or raises: nothing in between
+                if quota is not None and used_bytes(conn) + size + image.size > quota:
+                    raise StoreFull(f"the corrections store is at its quota of "
+                                    f"{quota / 2**20:g} MB", quota=True)
+                new_id = conn.execute(insert(corrections).returning(corrections.c.id), {
+                    "created_at": created, "label": correction.label,
+                    "predicted": correction.predicted, "charset": correction.charset,
+                    "ink_kind": correction.ink_kind, "ink": correction.ink,
+                    "input": image.tobytes(), "model_name": correction.model_name,
+                    "model_sha256": correction.model_sha256}).scalar_one()
+        except SQLAlchemyError as e:
+            if is_full(e):
+                paths = sqlite_paths(engine.url)
+                where = paths[0] if paths else describe(engine.url)
+                raise StoreFull(f"the disk of the corrections database {where} is full "
+                                f"({_reason(e)})") from e
+            raise
+        check_files(conn)  # committed, but into the file at the path? Else it is not acknowledged
     correction.id, correction.created_at = new_id, created
     return new_id
 
@@ -229,6 +442,7 @@ def add_correction(engine: Engine, correction: Correction) -> int:
 def count_corrections(engine: Engine) -> dict[str, Any]:
     """{"count": N, "labels": {class: N, ...}}, classes in EMNIST-balanced order."""
     with engine.connect() as conn:
+        check_files(conn)  # not the counts of a deleted file
         rows = conn.execute(select(corrections.c.label, func.count())
                             .group_by(corrections.c.label)).all()
     labels = dict(sorted(((label, int(n)) for label, n in rows), key=lambda kv: to_balanced(kv[0])))
@@ -272,6 +486,7 @@ def ink_json(ink: dict[str, Any]) -> str:
     return json.dumps(ink, sort_keys=True, separators=(",", ":"))
 
 
-__all__ = ["Correction", "StoreError", "add_correction", "count_corrections", "corrections",
+__all__ = ["Correction", "CorrectionTooLarge", "StoreError", "StoreFull", "StoreMoved",
+           "add_correction", "count_corrections", "corrections",
            "data_dir", "database_url", "export_idx", "iter_corrections", "make_engine",
            "open_store", "upgrade"]

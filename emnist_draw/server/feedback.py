@@ -1,18 +1,28 @@
 """Corrections: "Wrong? Tell us what it was". `POST /api/feedback`, `GET /api/feedback/stats`.
 
 A correction carries the same ink as a prediction (the same schema, validation and preprocessing)
-plus the right label and what the model said. It is kept with the ink exactly as sent, the
-28x28 input the model read and the model's name and checksum (emnist_draw.store), and answered
-201 only once its transaction has committed: an acknowledged correction is never lost.
+plus the right label and what the model said. It is kept with the ink as sent (an image over
+KEPT_IMAGE_CHARS reduced to fit, see kept_ink), the 28x28 input the model read and the model's
+name and checksum (emnist_draw.store), and answered 201 only once its transaction has committed
+into the database file at the store's path: an acknowledged correction is never lost.
+
+When it cannot be kept the answer says why, and predictions go on regardless: 507 when the disk
+is full or the store at its quota (logged once, until a correction is stored again), 503 when the
+database is unreachable or its file was deleted under the server, 413 when the ink is too large.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import logging
+import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Body, HTTPException
+from PIL import Image
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctionWrapHandler,
                       field_validator, model_validator)
 from sqlalchemy import Engine
@@ -20,23 +30,47 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from emnist_draw.data import BALANCED_CLASSES, MERGED_LETTERS, to_balanced
 from emnist_draw.recognizer import sha256_file
+from emnist_draw.server.inputs import decode_base64_image, open_image
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.schemas import PredictRequest
-from emnist_draw.store import Correction, add_correction, count_corrections
+from emnist_draw.store import (Correction, CorrectionTooLarge, StoreFull, StoreMoved,
+                               add_correction, count_corrections, free_bytes, quota_bytes)
+
+log = logging.getLogger("uvicorn.error")  # uvicorn's console, as the app's own messages
+# An image longer than this (base64 text, ~72 KB of file) is kept reduced: the input is made from
+# the image as sent, and what is kept of it is enough to make the input again with other
+# preprocessing (the input is 28x28; the ink is cropped to its box first). A 2 MB noise PNG was
+# kept whole before: 60 of them grew the database by 171 MB.
+KEPT_IMAGE_CHARS = 96 * 1024
+REDUCED_SIDES = (256, 128, 64)  # the longer side of a reduced image: the first that fits
+# At start-up, less free space than this beside a SQLite store is worth a warning.
+LOW_DISK_BYTES = 64 * 1024 * 1024
+FULL_DETAIL = ("the server's storage is full: the correction was not saved (predictions still "
+               "work); try again later")
 
 INK_FIELDS = ("strokes", "canvas", "image", "pixels")
+# NFKC may turn a few characters into one ("\u2167" is "VIII"); a label is never longer than this.
+MAX_LABEL_CHARS = 8
 CLASSES_HELP = (f"one of the 47 EMNIST-balanced classes: 0-9, A-Z or one of "
                 f"{' '.join(c for c in BALANCED_CLASSES if c.islower())} (lower case "
                 f"{' '.join(MERGED_LETTERS)} count as their capitals)")
 
 
 def to_class(value: str) -> str:
-    """A character as its EMNIST-balanced class: "c" -> "C" (one class for both cases)."""
-    try:
-        if len(value) == 1:  # to_balanced takes substrings of the class list ("AB") too
-            return BALANCED_CLASSES[to_balanced(value)]
-    except KeyError:
-        pass
+    """A character as its EMNIST-balanced class: "c" -> "C" (one class for both cases).
+
+    NFKC first, so compatibility forms of the same letter are that letter (the Kelvin sign
+    "\u212a" is "K", full-width "\uff17" is "7"); then only ASCII: the classes are ASCII, and
+    case mapping outside it is not one to one (the Kelvin sign's lower case is "k", whose upper
+    case is not the Kelvin sign), which is how "\u212a" reached str.index ("substring not found").
+    """
+    char = unicodedata.normalize("NFKC", value[:MAX_LABEL_CHARS])
+    # len 1: to_balanced takes substrings of the class list ("AB") too
+    if len(char) == 1 and char.isascii() and len(value) <= MAX_LABEL_CHARS:
+        try:
+            return BALANCED_CLASSES[to_balanced(char)]
+        except KeyError:
+            pass
     shown = repr(value) if len(value) <= 20 else repr(value[:20]) + "..."
     raise ValueError(f"{shown} is not {CLASSES_HELP}")
 
@@ -85,35 +119,104 @@ class FeedbackStats(BaseModel):
     labels: dict[str, int] = Field(description="Corrections per right label.")
 
 
+def kept_ink(ink: dict[str, Any]) -> dict[str, Any]:
+    """The ink as it is stored: as sent, but an image over KEPT_IMAGE_CHARS reduced to a PNG
+    whose longer side is at most 256 pixels, grey (with its transparency, which preprocessing
+    reads), its original size under "reduced_from"."""
+    text = ink.get("image")
+    if text is None or len(text) <= KEPT_IMAGE_CHARS:
+        return ink
+    data = decode_base64_image(text)
+    image = open_image(data)  # the request's limits; it was read once already, for the input
+    width, height = image.size
+    image.draft(image.mode, (REDUCED_SIDES[0],) * 2)  # JPEG: decode at 1/2, 1/4 or 1/8 already
+    keeps_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    image = image.convert("RGBA").convert("LA") if keeps_alpha else image.convert("L")
+    for side in REDUCED_SIDES:
+        small = image.copy()
+        small.thumbnail((side, side), Image.Resampling.BOX)
+        buf = io.BytesIO()
+        small.save(buf, "PNG")
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        if len(url) <= KEPT_IMAGE_CHARS:
+            break
+    return {**ink, "image": url,
+            "reduced_from": {"bytes": len(data), "width": width, "height": height}}
+
+
+class _Condition:
+    """A store condition an operator must hear of once, not at every request: logged when it
+    starts, and when it ends."""
+
+    def __init__(self, started: str, ended: str):
+        self.started, self.ended, self.on = started, ended, False
+
+    def report(self, on: bool, *args: object) -> None:
+        if on != self.on:
+            self.on = on
+            (log.error if on else log.warning)(self.started if on else self.ended, *args)
+
+
 def feedback_router(predictor: Predictor, engine: Engine,
-                    read: Callable[[PredictRequest], np.ndarray]) -> APIRouter:
-    """The routes, storing through `engine`; `read` is the app's ink -> 28x28 input function."""
+                    read: Callable[[PredictRequest], np.ndarray],
+                    quota_mb: float | None = None) -> APIRouter:
+    """The routes, storing through `engine`; `read` is the app's ink -> 28x28 input function.
+    quota_mb: what the store may take (default: $EMNIST_DRAW_FEEDBACK_QUOTA_MB, else
+    store.DEFAULT_QUOTA_MB; 0: no quota)."""
     router = APIRouter(prefix="/api/feedback", tags=["corrections"])
     meta = predictor.recognizer.metadata
     model_sha256 = meta.get("onnx_sha256") or sha256_file(predictor.recognizer.path)
+    quota = quota_bytes(quota_mb)
+    full = _Condition("corrections refused with 507: %s; predictions go on, and corrections are "
+                      "stored again once there is room", "corrections are stored again: %s")
+    moved = _Condition("corrections refused with 503: %s", "%s")
+    free = free_bytes(engine)
+    if free is not None and free < LOW_DISK_BYTES:
+        log.warning("only %.1f MB free on the disk of the corrections database %s: corrections "
+                    "will be refused with 507 once it is full", free / 2**20, engine.url.database)
 
     @router.post("", status_code=201, response_model=FeedbackSaved,
                  summary="Store a correction: what a drawing really was",
-                 responses={422: {"description": "Unknown label, unreadable or empty ink"},
-                            503: {"description": "The store is unavailable; nothing was saved"}})
+                 responses={413: {"description": "The ink is too large to keep"},
+                            422: {"description": "Unknown label, unreadable or empty ink"},
+                            503: {"description": "The store is unavailable; nothing was saved"},
+                            507: {"description": "The server's storage is full, or the store at "
+                                                 "its quota; nothing was saved"}})
     def add(body: Annotated[FeedbackRequest, Body()]) -> FeedbackSaved:
         """The body of `/api/predict` (`strokes`, `image` or `pixels`) plus `label` (the right
         character) and `predicted` (what the model said). Answers 201 once it is committed."""
         image = read(body)  # the same refusals as /api/predict: empty ink, bad image, ...
         correction = Correction(label=body.label, predicted=body.predicted, charset=body.charset,
-                                ink=body.ink, input=image, model_name=predictor.name,
+                                ink=kept_ink(body.ink), input=image, model_name=predictor.name,
                                 model_sha256=model_sha256)
         try:
-            new_id = add_correction(engine, correction)
+            new_id = add_correction(engine, correction, quota)
+        except CorrectionTooLarge as e:
+            raise HTTPException(413, str(e)) from e
+        except StoreFull as e:
+            full.report(True, e)
+            detail = (f"{e}: the correction was not saved (predictions still work)" if e.quota
+                      else FULL_DETAIL)
+            raise HTTPException(507, detail) from e
+        except StoreMoved as e:
+            moved.report(True, e)
+            raise HTTPException(503, "the corrections database was deleted or replaced while "
+                                     "the server ran: nothing was saved; the server must be "
+                                     "restarted") from e
         except SQLAlchemyError as e:
             raise HTTPException(503, "the corrections store is unavailable right now "
                                      f"({type(e).__name__}); nothing was saved, try again") from e
+        full.report(False, f"correction {new_id} saved")
         return FeedbackSaved(id=new_id, label=correction.label)
 
     @router.get("/stats", response_model=FeedbackStats, summary="How many corrections, per label")
     def stats() -> FeedbackStats:
         try:
             return FeedbackStats(**count_corrections(engine))
+        except StoreMoved as e:
+            moved.report(True, e)
+            raise HTTPException(503, "the corrections database was deleted or replaced while "
+                                     "the server ran; the server must be restarted") from e
         except SQLAlchemyError as e:
             raise HTTPException(503, "the corrections store is unavailable right now "
                                      f"({type(e).__name__})") from e
@@ -121,4 +224,4 @@ def feedback_router(predictor: Predictor, engine: Engine,
     return router
 
 
-__all__ = ["FeedbackRequest", "feedback_router", "to_class"]
+__all__ = ["FeedbackRequest", "feedback_router", "kept_ink", "to_class"]

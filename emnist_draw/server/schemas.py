@@ -86,7 +86,7 @@ def _body_kind(body: object) -> str:
     return "demo" if isinstance(body, str) else "request"
 
 
-# The demo's integers in ASCII digits only: int() alone also reads "٢٥٥", "２５５" and "2_5_5" as 255.
+# The demo's integers in ASCII digits only: int() alone reads "٢٥٥", "２５５" and "2_5_5" as 255.
 _DEMO_STRING = re.compile(r"\s*\[?\s*[0-9]+(?:\s*,\s*[0-9]+)*\s*\]?\s*", re.ASCII)
 _DEMO_ITEM = re.compile(r"\s*[0-9]+\s*", re.ASCII)
 

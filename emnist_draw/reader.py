@@ -22,7 +22,8 @@ t's bar, tight spacing, a tall capital next to a small letter), so it proposes s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from functools import lru_cache
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -38,11 +39,12 @@ MAX_PARTS = 4
 CHARACTER_BONUS = 3.0      # per character: without it, merging two characters into one wins
 TINY_COST = 6.0            # a candidate this small is a dot or a fragment, not a character
 TINY_SIZE = 0.22           # ... below this fraction of the line's height (and width)
-KIND_SWITCH_COST = 2.5     # digit <-> letter within a string
+KIND_SWITCH_COST = 4.0     # digit <-> letter within a string
 OVERLAP_COST = 5.0         # x (share of the narrower one's width) two neighbours overlap
 MAX_GAP = 0.3              # an empty gap wider than this (x line height) splits characters
 MAX_WIDTH = 1.6            # no candidate of several primitives is wider (x line height)
 WORD_BONUS = 4.0           # a reading that is one of the caller's words
+LEXICON_BONUS = 3.0        # ... or an English word (english_lexicon)
 SPACE_GAP = 0.6            # a gap this wide (x line height, and 2.5x the usual gap) is a space
 CANDIDATE_CLASSES = 4      # classes per candidate considered by the search
 BEAM = 12
@@ -84,8 +86,10 @@ class _Hypothesis:
 class StringReader:
     """Reads strings with a Recognizer; one instance serves any number of requests."""
 
-    def __init__(self, recognizer: Recognizer):
+    def __init__(self, recognizer: Recognizer, lexicon: Iterable[str] | None = None):
+        """`lexicon`: words a reading is preferred to be (default: english_lexicon())."""
         self.recognizer = recognizer
+        self.lexicon = {balanced_form(w) for w in (english_lexicon() if lexicon is None else lexicon)}
         self.classes = recognizer.classes
         self.is_digit = np.array([c.isdigit() for c in self.classes])
 
@@ -144,7 +148,7 @@ class StringReader:
         costs = [self._geometry_cost(sorted_boxes[a:b], line_height) for a, b in spans]
         span_boxes = {span: _union(sorted_boxes[span[0]:span[1]]) for span in spans}
         choices = np.argsort(-probs, axis=1, kind="stable")[:, :CANDIDATE_CLASSES]
-        lexicon = {w.lower() for w in words} if words else None
+        hinted = {balanced_form(w) for w in words} if words else set()
 
         beams: list[list[_Hypothesis]] = [[] for _ in range(len(order) + 1)]
         beams[0] = [_Hypothesis(0.0)]
@@ -170,29 +174,31 @@ class StringReader:
                         beams[end].append(_Hypothesis(score, hyp.steps + ((start, end, c),)))
         finals = beams[-1]
         if kinds is not None:
-            finals = [h for h in finals if len(h.steps) == len(kinds)] or finals
-        if not finals:
-            raise InkError("no reading fits the pattern: check its length and kinds")
-        finished = []
-        for hyp in finals:
-            text = self._text(hyp.steps, sorted_boxes)
-            bonus = WORD_BONUS if lexicon and text.replace(" ", "").lower() in lexicon else 0.0
-            finished.append((hyp.score + bonus, text, hyp))
-        finished.sort(key=lambda t: -t[0])
-        best_score, best_text, best = finished[0]
+            finals = [h for h in finals if len(h.steps) == len(kinds)]
+            if not finals:
+                raise InkError(f"no reading of {len(kinds)} characters fits the ink and the pattern "
+                               f"{pattern!r}: check its length and kinds")
+        # Case and spaces are decided for the best few only: a word list compares balanced
+        # forms, which need neither.
+        finals = [_Hypothesis(h.score + self._word_bonus(self._plain(h.steps), hinted), h.steps)
+                  for h in finals]
+        finals.sort(reverse=True)
+        best = finals[0]
         alternatives, seen = [], set()
-        for score, text, _ in finished:
+        for hyp in finals[:4 * n_best]:
+            text = self._text(hyp.steps, span_boxes, line_height)
             if text not in seen:
                 seen.add(text)
-                alternatives.append((text, round(float(score), 3)))
+                alternatives.append((text, round(float(hyp.score), 3)))
             if len(alternatives) == n_best:
                 break
+        best_text = alternatives[0][0]
         characters = []
-        letters = self._text(best.steps, sorted_boxes).replace(" ", "")
+        letters = best_text.replace(" ", "")
         for (a, b, c), shown in zip(best.steps, letters):
             n = span_index[(a, b)]
             top = np.argsort(-probs[n], kind="stable")[:min(top_k, int(allowed.sum()))]
-            box = np.r_[sorted_boxes[a:b, :2].min(0), sorted_boxes[a:b, 2:].max(0)]
+            box = span_boxes[(a, b)]
             characters.append(Character(
                 prediction=self.classes[c], display=shown,
                 top_k=[(self.classes[i], _display(self.classes[i]), float(probs[n, i])) for i in top],
@@ -211,14 +217,21 @@ class StringReader:
         height = boxes[:, 3].max() - boxes[:, 1].min()
         return TINY_COST if max(width, height) < TINY_SIZE * line_height else 0.0
 
-    def _text(self, steps: tuple, boxes: np.ndarray) -> str:
+    def _word_bonus(self, plain: str, hinted: set[str]) -> float:
+        if plain in hinted:
+            return WORD_BONUS
+        return LEXICON_BONUS if len(plain) > 2 and plain in self.lexicon else 0.0
+
+    def _plain(self, steps: tuple) -> str:
+        return "".join(self.classes[c] for _, _, c in steps)
+
+    def _text(self, steps: tuple, span_boxes: dict, line_height: float) -> str:
         """The path's characters with the merged letters' case decided and spaces at wide gaps."""
         labels = [self.classes[c] for _, _, c in steps]
-        spans = [_union(boxes[a:b]) for a, b, _ in steps]
+        spans = [span_boxes[(a, b)] for a, b, _ in steps]
         heights = np.array([s[3] - s[1] for s in spans])
         shown = [_case(i, labels, heights) for i in range(len(labels))]
         gaps = np.array([spans[i][0] - spans[i - 1][2] for i in range(1, len(spans))])
-        line_height = float(boxes[:, 3].max() - boxes[:, 1].min())
         # A space is a gap far wider than the string's usual one between characters.
         usual = float(np.median(gaps[gaps > 0])) if (gaps > 0).sum() >= 3 else 0.0
         space = max(SPACE_GAP * line_height, 2.5 * usual) if usual else line_height
@@ -252,6 +265,15 @@ def _case(i: int, labels: list[str], heights: np.ndarray) -> str:
     if tall and label.lower() in X_HEIGHT_MERGED and heights[i] < 0.75 * max(tall):
         return label.lower()
     return label
+
+
+@lru_cache(maxsize=1)
+def english_lexicon() -> frozenset[str]:
+    """English words, from the english-words package's GCIDE list (lower case, letters only)."""
+    from english_words import get_english_words_set
+
+    # Letters only: the list also holds "28", "1st" and "b52", which would pull digits into words.
+    return frozenset(w for w in get_english_words_set(["gcide"], lower=True) if w.isalpha())
 
 
 def _display(label: str) -> str:

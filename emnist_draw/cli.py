@@ -155,13 +155,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from emnist_draw.recognizer import ModelFileError, Recognizer
     from emnist_draw.server.app import MODEL_ENV, create_app
     from emnist_draw.server.convert import ConversionError, cached_model
-    from emnist_draw.server.security import DEFAULT_REQUEST_TIMEOUT_S, KEEP_ALIVE_S, SecurityOptions
+    from emnist_draw.server.security import DEFAULT_REQUEST_TIMEOUT_S, SecurityOptions
+    from emnist_draw.server.workers import uvicorn_options
 
     timeout = DEFAULT_REQUEST_TIMEOUT_S if args.request_timeout is None else args.request_timeout
     protection = SecurityOptions(args.cors_origin, args.rate_limit, timeout)
     protection.check()  # a bad origin or limit fails here, before the model loads
     serve = {"host": args.host, "port": args.port, "log_level": args.log_level,
-             "timeout_keep_alive": KEEP_ALIVE_S}
+             **uvicorn_options(args.forwarded_allow_ips)}  # timeouts, trusted proxies
     try:
         store.quota_bytes(args.feedback_quota_mb)  # a bad quota fails here, before the model loads
         if args.feedback_quota_mb is not None:  # how create_app reads it, here or in a worker
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "browser; repeatable (default: no CORS, same origin only)")
     s.add_argument("--rate-limit", type=int, default=0, metavar="N",
                    help="at most N API requests a minute per client IP, per worker (default: off)")
+    s.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated, "
+                        "or *); the rate limit then counts the client they name (default: none)")
     s.add_argument("--request-timeout", type=float, default=None, metavar="S",
                    help="answer 503 to a request that takes longer than S seconds, reading its "
                         "body included (default: 30; 0: no limit)")

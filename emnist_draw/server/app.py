@@ -33,9 +33,9 @@ from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.recognizer import CHARSETS
 from emnist_draw.server import security
 from emnist_draw.server.feedback import feedback_router
-from emnist_draw.server.inputs import (InkError, InputError, decode_base64_image, decode_image,
-                                       demo_string_to_input, image_bytes_to_input, open_image,
-                                       request_to_input)
+from emnist_draw.server.inputs import (InkError, InputError, batch_to_inputs,
+                                       decode_base64_image, decode_image, demo_string_to_input,
+                                       image_bytes_to_input, open_image, request_to_input)
 from emnist_draw.server.predictor import Predictor, display_label
 from emnist_draw.server.reading import read_router
 from emnist_draw.server.schemas import (ERROR_RESPONSES, INPUT_ERRORS, MAX_BATCH,
@@ -172,12 +172,7 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
     def predict_batch(body: Annotated[BatchBody, Body()]) -> BatchPrediction:
         """A JSON list of the objects `/api/predict` takes; answers in the same order. One bad item
         refuses the whole batch, naming the item."""
-        images = []
-        for i, req in enumerate(body):
-            try:
-                images.append(read(req))
-            except ValueError as e:
-                raise InputError(f"input {i}: {e}") from e
+        images = batch_to_inputs(body)  # bounded: pixels per batch, the request's deadline
         options = [(r.top_k, r.charset, r.return_input) for r in body]
         return BatchPrediction(model=predictor.name,
                                predictions=predictor.predict(np.stack(images), options))
@@ -217,6 +212,7 @@ async def _request(app: ASGIApp, path: str, body: bytes) -> int:
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
              "root_path": "", "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0),
+             security.INTERNAL: True,  # spends no client's rate-limit token
              "headers": [(b"content-type", b"application/json"),
                          (b"content-length", str(len(body)).encode())]}
     messages = [{"type": "http.request", "body": body, "more_body": False}]

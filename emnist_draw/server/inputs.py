@@ -11,6 +11,7 @@ import binascii
 import io
 import re
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -18,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from emnist_draw.preprocess import InkError, image_to_input, pixels_to_input, strokes_to_input
 from emnist_draw.server.schemas import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE,
                                         N_PIXELS, PredictRequest)
+from emnist_draw.server.security import check_time
 
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP")  # MPO: how Pillow names many phone cameras' JPEGs
 # Larger images are reduced to this many pixels on their longer side before preprocessing, which
@@ -29,6 +31,13 @@ WORK_SIDE = 1024
 # DecompressionBombError (over twice Pillow's own pixel limit, before ours is even checked).
 _UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, IndexError, TypeError,
                struct.error, Image.DecompressionBombError)
+# Pixels one batch may decode in all (header sizes, summed before any is decoded): two images at
+# the single-image limit. 64 images of 4096x4096 took 4-22 s of CPU; this is under a second.
+MAX_BATCH_PIXELS = 2 * MAX_IMAGE_PIXELS
+# Pillow walks a PNG's chunks and a JPEG's marker segments in Python, at ~1.5 us each, at open
+# and again at load: 150,000 empty tEXt chunks in 2 MiB held the event loop ~230 ms. A real file
+# has a handful, plus one IDAT per 8-64 KB of pixel data (at most ~260 in 2 MiB at libpng's 8 KB).
+MAX_IMAGE_CHUNKS = 1024
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(;[\w-]+=[\w.-]+)*;base64,", re.ASCII)
 
 
@@ -71,6 +80,7 @@ def open_image(data: bytes) -> Image.Image:
         raise InputError(f"the image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES}")
     if not data:
         raise InputError("the image is empty (0 bytes)")
+    _check_chunks(data)
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only: size is known before decoding
     except Image.DecompressionBombError as e:
@@ -85,6 +95,43 @@ def open_image(data: bytes) -> Image.Image:
         raise InputError(f"the image is {width}x{height} pixels; the limit is "
                          f"{MAX_IMAGE_PIXELS:,} pixels in all and {MAX_IMAGE_SIDE} on a side")
     return image
+
+
+def _check_chunks(data: bytes) -> None:
+    """Refuse a PNG or JPEG made of more than MAX_IMAGE_CHUNKS chunks or segments, walking at
+    most that many (cheap: one length read per chunk, no data touched)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        step, pos, kind = _png_chunk, 8, "chunks"
+    elif data.startswith(b"\xff\xd8"):
+        step, pos, kind = _jpeg_segment, 2, "marker segments"
+    else:
+        return  # WebP's few RIFF chunks are read by libwebp, in C
+    for _ in range(MAX_IMAGE_CHUNKS):
+        if pos + 4 > len(data):
+            return
+        pos += step(data, pos)
+    if pos + 4 <= len(data):
+        raise InputError(f"the image file is made of more than {MAX_IMAGE_CHUNKS:,} {kind}; a "
+                         "picture needs far fewer: save it again as a plain PNG or JPEG")
+
+
+def _png_chunk(data: bytes, pos: int) -> int:
+    """The length of the PNG chunk at pos (length, type, data, CRC); the rest after IEND."""
+    if data[pos + 4:pos + 8] == b"IEND":
+        return len(data)
+    return 12 + struct.unpack_from(">I", data, pos)[0]
+
+
+def _jpeg_segment(data: bytes, pos: int) -> int:
+    """The length of the JPEG marker segment at pos; the rest from the first scan on (its
+    entropy-coded data is read in C) or from anything that is not a marker (Pillow judges it)."""
+    if data[pos] != 0xFF or data[pos + 1] == 0xDA:
+        return len(data)
+    if data[pos + 1] == 0xFF:  # a fill byte
+        return 1
+    if 0xD0 <= data[pos + 1] <= 0xD7 or data[pos + 1] == 0x01:  # markers without a length
+        return 2
+    return 2 + struct.unpack_from(">H", data, pos + 2)[0]
 
 
 def decode_image(image: Image.Image) -> np.ndarray:
@@ -122,6 +169,33 @@ def _reduced(image: Image.Image) -> Image.Image:
     return image
 
 
+def batch_to_inputs(reqs: Sequence[PredictRequest]) -> list[np.ndarray]:
+    """A batch's inputs, in order. Images are opened first (headers only) so that the batch's
+    pixels are counted before any is decoded; between items the request's deadline is checked,
+    so a batch whose answer would be dropped stops (security.check_time)."""
+    opened: dict[int, Image.Image] = {}
+    pixels = 0
+    for i, req in enumerate(reqs):
+        if req.image is not None:
+            try:
+                opened[i] = open_image(decode_base64_image(req.image))
+            except InputError as e:
+                raise InputError(f"input {i}: {e}") from e
+            pixels += opened[i].size[0] * opened[i].size[1]
+    if pixels > MAX_BATCH_PIXELS:
+        raise InputError(f"the batch's images hold {pixels:,} pixels in all; the limit is "
+                         f"{MAX_BATCH_PIXELS:,} per batch: send large images one at a time, or "
+                         "smaller ones")
+    images = []
+    for i, req in enumerate(reqs):
+        check_time()
+        try:
+            images.append(decode_image(opened[i]) if i in opened else request_to_input(req))
+        except ValueError as e:  # InkError, InputError, or anything else the input caused
+            raise InputError(f"input {i}: {e}") from e
+    return images
+
+
 def demo_string_to_input(body: str) -> np.ndarray:
     """The original demo's body: "[0,0,...]", 784 comma-separated integers 0-255."""
     items = body.strip().removeprefix("[").removesuffix("]").split(",")
@@ -138,5 +212,6 @@ def demo_string_to_input(body: str) -> np.ndarray:
     return pixels_to_input(values)
 
 
-__all__ = ["InkError", "InputError", "decode_base64_image", "decode_image",
+__all__ = ["InkError", "InputError", "MAX_BATCH_PIXELS", "batch_to_inputs",
+           "decode_base64_image", "decode_image",
            "demo_string_to_input", "image_bytes_to_input", "open_image", "request_to_input"]

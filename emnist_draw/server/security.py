@@ -9,10 +9,12 @@ workers, each process keeps its own rate-limit counts: the limit is per worker.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -56,6 +58,20 @@ SECURITY_HEADERS = {
 }
 # Only these are rate-limited: the page, its files and /healthz cost nothing and must stay up.
 RATE_LIMITED_PREFIXES = ("/api/", "/predict")
+# A scope key no client can set: the app's own warm-up request, which spends no client's token.
+INTERNAL = "emnist_draw.internal"
+# Object keys (counted as ':' bytes) a JSON body may hold: the largest valid request, a batch of
+# 64 objects, has ~600; a 5,000-word list with a colon in each word still fits. Unknown keys cost
+# ~2 us each to refuse (pydantic builds an error for every one): 249,000 took 1-1.7 s; 10,000 take
+# ~15 ms.
+MAX_JSON_KEYS = 10_000
+# The bodies FastAPI parses as forms (Starlette's parser, which has its own limits), not as JSON.
+FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+# API requests (POST) one worker works on at once, and how many more may wait for a turn. CPU
+# work holds Python's GIL: past a few at once, more only slow each other down and starve the event
+# loop that answers /healthz (45 batches at once kept it waiting 7-8 s). Past both, 503.
+MAX_ACTIVE = 4
+MAX_WAITING = 64
 
 log = logging.getLogger("uvicorn.error")
 
@@ -104,14 +120,19 @@ def install(app: Starlette, options: SecurityOptions) -> None:
     """Add the middleware to a Starlette/FastAPI app; call it after the app's own middleware.
 
     add_middleware puts each new one outside the others, so the order here is inside-out:
-    JSON budget, timeout, rate limit, CORS, error handler, headers. The headers go on every
-    answer, errors included; CORS headers go on 413, 429 and 503 too, so a browser client can
-    read them; the rate limit refuses before any body is read.
+    JSON budget, work limit, timeout, rate limit, CORS, error handler, headers. The headers go on
+    every answer, errors included; CORS headers go on 413, 429 and 503 too, so a browser client
+    can read them; the rate limit refuses before any body is read; waiting for a turn counts
+    towards the request timeout.
     """
     # Uploads are capped at MAX_BODY_BYTES, so Starlette can keep them in memory instead of a
     # temporary file: nothing a client sends is ever written to disk.
     MultiPartParser.spool_max_size = MAX_BODY_BYTES
-    app.add_middleware(JsonBudget, max_values=MAX_JSON_VALUES)
+    # No trailing-slash redirects: Starlette builds their Location from the client's Host header
+    # (`GET /api/predict/` with `Host: evil.example` was sent to http://evil.example/api/predict).
+    app.router.redirect_slashes = False
+    app.add_middleware(JsonBudget, max_values=MAX_JSON_VALUES, max_keys=MAX_JSON_KEYS)
+    app.add_middleware(WorkLimit, active=MAX_ACTIVE, waiting=MAX_WAITING)
     if options.request_timeout:
         app.add_middleware(RequestTimeout, seconds=options.request_timeout)
     if options.rate_limit:
@@ -191,8 +212,8 @@ class RequestTimeout:
     """Answer 503 when one request takes longer than `seconds` (reading its body included).
 
     A slow client's body, or any await that stalls, is cut off. Work already running in a thread
-    (preprocessing, inference) cannot be interrupted: it finishes in the background and its answer
-    is dropped. The request limits keep such work to a fraction of a second anyway.
+    (preprocessing, inference) cannot be interrupted; it sees the deadline through `check_time`
+    (threads inherit the context) and stops at its next check, since its answer would be dropped.
     """
 
     def __init__(self, app: ASGIApp, seconds: float):
@@ -202,6 +223,7 @@ class RequestTimeout:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         tracking = StartTracking(send)
+        DEADLINE.set(time.monotonic() + self.seconds)  # this request's task's own context
 
         try:
             async with asyncio.timeout(self.seconds):
@@ -216,21 +238,74 @@ class RequestTimeout:
                 await response(scope, receive, send)
 
 
+DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("deadline", default=math.inf)
+
+
+def check_time() -> None:
+    """Raise TimeoutError once this request is past its deadline: long work (a batch, in a
+    thread) calls it between steps, so what nobody will receive stops being computed."""
+    if time.monotonic() > DEADLINE.get():
+        raise TimeoutError("past the request's deadline")
+
+
+class WorkLimit:
+    """At most `active` API requests (POST) at work at once, `waiting` more queued, else 503.
+
+    A request takes its turn once its whole body has arrived (so a slow client holds no turn),
+    just before the app parses it; it waits in order, and the request timeout bounds the wait.
+    One over active + waiting is refused at once, before its body is read.
+    """
+
+    def __init__(self, app: ASGIApp, active: int, waiting: int):
+        self.app, self.active, self.waiting = app, active, waiting
+        self.admitted = 0  # requests past the door: at work or waiting for a turn
+        self.turns: asyncio.Semaphore | None = None  # made in the event loop, on first use
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        if self.admitted >= self.active + self.waiting:
+            response = _json_response(503, "the server is busy: too many requests at once; try "
+                                           "again in a second", {"retry-after": "1"})
+            return await response(scope, receive, send)
+        self.turns = self.turns or asyncio.Semaphore(self.active)
+        turns, holding = self.turns, False
+
+        async def in_turn() -> Message:
+            nonlocal holding
+            message = await receive()
+            if not holding and message["type"] == "http.request" and not message.get("more_body"):
+                await turns.acquire()
+                holding = True
+            return message
+
+        self.admitted += 1
+        try:
+            await self.app(scope, in_turn, send)
+        finally:
+            self.admitted -= 1
+            if holding:
+                turns.release()
+
+
 class RateLimit:
     """At most `per_minute` API requests per client IP per minute (a token bucket), else 429.
 
     The bucket holds `per_minute` tokens and refills at per_minute/60 a second, so a burst of
-    that many is allowed, then one every 60/per_minute seconds. Counts live in this process.
+    that many is allowed, then one every 60/per_minute seconds. Counts live in this process, in a
+    table kept in order of last use: O(1) per request, at most `max_clients` entries.
     """
 
     def __init__(self, app: ASGIApp, per_minute: int, max_clients: int = 10_000):
         self.app, self.capacity = app, float(per_minute)
         self.per_second = per_minute / 60
         self.max_clients = max_clients
-        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
+        # client -> (tokens, when), least recently seen first
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(RATE_LIMITED_PREFIXES):
+        if (scope["type"] != "http" or not scope["path"].startswith(RATE_LIMITED_PREFIXES)
+                or scope.get(INTERNAL)):
             return await self.app(scope, receive, send)
         wait = self.take(scope["client"][0] if scope.get("client") else "unknown")
         if wait:
@@ -244,59 +319,74 @@ class RateLimit:
     def take(self, client: str, now: float | None = None) -> float:
         """Take a token for client: 0 if it had one, else the seconds until it will."""
         now = time.monotonic() if now is None else now
-        tokens, when = self.buckets.get(client, (self.capacity, now))
+        tokens, when = self.buckets.pop(client, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - when) * self.per_second)
-        if tokens < 1:
-            self.buckets[client] = (tokens, now)
-            return (1 - tokens) / self.per_second
-        self.buckets[client] = (tokens - 1, now)
-        if len(self.buckets) > self.max_clients:
-            self._forget_idle(now)
-        return 0.0
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
+        self.buckets[client] = (tokens - 1 if tokens >= 1 else tokens, now)  # now the newest
+        self._forget(now)
+        return wait
 
-    def _forget_idle(self, now: float) -> None:
-        # A bucket idle long enough to be full again is the same as no bucket: drop those, so
-        # many clients (or spoofed ones) cannot grow the table without bound.
+    def _forget(self, now: float) -> None:
+        # A bucket idle long enough to be full again is the same as no bucket: the oldest ones
+        # go while they are that idle, and past max_clients the least recently seen go anyway
+        # (it can only give them a fresh burst), so the table never grows without bound.
         full_after = self.capacity / self.per_second
-        self.buckets = {c: (t, w) for c, (t, w) in self.buckets.items() if now - w < full_after}
+        while self.buckets:
+            oldest, (_, when) = next(iter(self.buckets.items()))
+            if len(self.buckets) <= self.max_clients and now - when < full_after:
+                break
+            del self.buckets[oldest]
 
 
 class JsonBudget:
-    """Refuse (413) a JSON body with more than `max_values` arrays, objects and list items.
+    """Refuse (413) a JSON body with more than `max_values` arrays, objects and list items, or
+    more than `max_keys` object keys.
 
     Parsing happens in the event loop, before any validation: eight megabytes of `[0],[0],...`
     would hold every other request up for a second or more, then produce a million validation
-    errors. Counting the bytes that open a value or separate two (`[`, `{`, `,`) bounds that
-    cost cheaply; the largest valid request stays well inside the budget.
+    errors. Counting the bytes that open a value or separate two (`[`, `{`, `,`), and the colons
+    that follow keys, bounds that cost cheaply; the largest valid request stays well inside both.
+
+    The budget applies to every body but a form's (whatever the media type says, a body no
+    route parses as JSON is refused anyway), and a request with two Content-Type headers is
+    refused: FastAPI reads the first and this middleware once read the last, so
+    `application/json` then `text/plain` had 8 MB parsed unchecked.
     """
 
-    def __init__(self, app: ASGIApp, max_values: int):
-        self.app, self.max_values = app, max_values
+    def __init__(self, app: ASGIApp, max_values: int, max_keys: int):
+        self.app, self.max_values, self.max_keys = app, max_values, max_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(scope):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        counted = 0
+        types = [v for k, v in scope["headers"] if k == b"content-type"]
+        if len(types) > 1:
+            response = _json_response(400, f"the request has {len(types)} Content-Type headers; "
+                                           "send one (application/json)")
+            return await response(scope, receive, send)
+        if types and types[0].split(b";")[0].strip().lower() in FORM_TYPES:
+            return await self.app(scope, receive, send)
+        values = keys = 0
 
         async def counting() -> Message:
-            nonlocal counted
+            nonlocal values, keys
             message = await receive()
             body = message.get("body", b"")
-            counted += body.count(b",") + body.count(b"[") + body.count(b"{")
-            if counted > self.max_values:
+            values += body.count(b",") + body.count(b"[") + body.count(b"{")
+            keys += body.count(b":")
+            if values > self.max_values:
                 raise HTTPException(413, f"the JSON body holds more than {self.max_values:,} "
                                          "values (list items, arrays and objects); send less, "
                                          "or split a batch")
+            if keys > self.max_keys:
+                raise HTTPException(413, f"the JSON body holds more than {self.max_keys:,} "
+                                         "object keys (or colons); send only the documented "
+                                         "fields")
             return message
 
         await self.app(scope, counting, send)
 
 
-def _is_json(scope: Scope) -> bool:
-    # FastAPI reads a body without a content type as JSON too.
-    content_type = dict(scope["headers"]).get(b"content-type", b"").lower()
-    return not content_type or b"json" in content_type.split(b";")[0]
-
-
-__all__ = ["CORS_ENV", "DEFAULT_REQUEST_TIMEOUT_S", "DOCS_CSP", "KEEP_ALIVE_S", "PAGE_CSP",
-           "RATE_LIMIT_ENV", "RateLimit", "SecurityOptions", "TIMEOUT_ENV", "install"]
+__all__ = ["CORS_ENV", "DEFAULT_REQUEST_TIMEOUT_S", "DOCS_CSP", "INTERNAL", "KEEP_ALIVE_S",
+           "MAX_JSON_KEYS", "PAGE_CSP", "RATE_LIMIT_ENV", "RateLimit", "SecurityOptions",
+           "TIMEOUT_ENV", "WorkLimit", "check_time", "install"]

@@ -240,3 +240,38 @@ def _load_written(part: str, path: Path) -> tuple[Written, ...]:
             samples.append(Written(text, row["writer"], row["category"], row["level"],
                                    row["printed"], row["strokes"]))
     return tuple(samples)
+
+
+# Where a character sits on the line, as fractions of the capital height: (top, bottom).
+_X_HEIGHT, _DESCENT = 0.6, 0.35
+
+
+def _extent(char: str) -> tuple[float, float]:
+    if char.isdigit() or char.isupper() or char in "bdfhklt":
+        return 0.0, 1.0
+    if char in "gjpqy":
+        return 1 - _X_HEIGHT, 1 + _DESCENT
+    if char == "i":
+        return 1 - _X_HEIGHT * 1.3, 1.0  # its dot rises above the x-height
+    return 1 - _X_HEIGHT, 1.0
+
+
+def compose(samples: Sequence[Sample], gap: float = 0.25,
+            cap_height: float = 100.0) -> tuple[list, list[list[int]]]:
+    """Isolated characters written side by side on one baseline, each scaled to where its kind
+    sits (capitals and digits full height, x-height letters, descenders below the line), `gap`
+    capital heights apart (negative: overlapping). Returns the strokes in writing order and,
+    per character, the indices of its strokes."""
+    strokes, owners, x = [], [], 0.0
+    for sample in samples:
+        top, bottom = _extent(sample.char)
+        points = np.concatenate([np.asarray(s, float) for s in sample.strokes])
+        low, high = points.min(0), points.max(0)
+        scale = (bottom - top) * cap_height / max(high[1] - low[1], 1e-9)
+        mine = []
+        for s in sample.strokes:
+            mine.append(len(strokes))
+            strokes.append(((np.asarray(s, float) - low) * scale + [x, top * cap_height]).tolist())
+        owners.append(mine)
+        x += (high[0] - low[0]) * scale + gap * cap_height
+    return strokes, owners

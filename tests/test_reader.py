@@ -15,14 +15,12 @@ from PIL import Image, ImageDraw
 
 from emnist_draw.preprocess import strokes_to_input
 from emnist_draw.data import BALANCED_CLASSES
-from emnist_draw.reader import StringReader, balanced_form, edit_distance
+from emnist_draw.reader import WORD_BONUS, StringReader, balanced_form, edit_distance
 from emnist_draw.recognizer import Recognizer
 from emnist_draw.server.schemas import MAX_POINTS
-from emnist_draw.unipen import load_samples, load_written
+from emnist_draw.unipen import compose, load_samples, load_written
 
 from app_helpers import CLEAR, live_server
-
-CAP, X_HEIGHT = 100.0, 60.0
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +48,6 @@ def written(recognizer, text: str):
                     break
     assert len(chosen) == len(distinct), f"read clearly: only {sorted(chosen)}"
     return [chosen[c] for c in text]
-
-
-def compose(samples, heights=None, gap=25.0):
-    """Real characters side by side on one baseline, each scaled to its height; the strokes in
-    writing order and, per character, the indices of its strokes."""
-    strokes, owners, x = [], [], 0.0
-    for n, sample in enumerate(samples):
-        height = heights[n] if heights else CAP
-        points = np.concatenate([np.asarray(s, float) for s in sample.strokes])
-        low, high = points.min(0), points.max(0)
-        scale = height / max(high[1] - low[1], 1e-9)
-        mine = []
-        for s in sample.strokes:
-            xy = (np.asarray(s, float) - low) * scale + [x, CAP - height]
-            mine.append(len(strokes))
-            strokes.append(xy.tolist())
-        owners.append(mine)
-        x += (high[0] - low[0]) * scale + gap
-    return strokes, owners
 
 
 def line_png(strokes, pen=5) -> bytes:
@@ -109,7 +88,7 @@ def test_a_dot_written_after_the_next_letter_joins_its_i(reader):
              and np.ptp(np.asarray(s.strokes[1]), axis=0).max() < 0.2 * np.ptp(
                  np.concatenate([np.asarray(p) for p in s.strokes]), axis=0).max())
     t = next(s for s in load_samples("tune", "OK") if s.char == "t" and len(s.strokes) == 2)
-    strokes, owners = compose([i, t], heights=[X_HEIGHT * 1.3, CAP])
+    strokes, owners = compose([i, t])
     stem, dot = strokes[owners[0][0]], strokes[owners[0][1]]
     late = [stem, *[strokes[k] for k in owners[1]], dot]  # the dot comes last, as people write
     reading = reader.read_strokes(late)
@@ -120,12 +99,11 @@ def test_a_dot_written_after_the_next_letter_joins_its_i(reader):
 
 def test_the_case_of_merged_letters_follows_the_string(reader, recognizer):
     s, u, n = written(recognizer, "Sun")
-    strokes, _ = compose([s, u, n], heights=[CAP, X_HEIGHT, X_HEIGHT])
-    reading = reader.read_strokes(strokes)
+    reading = reader.read_strokes(compose([s, u, n])[0])  # S full height, u and n x-height
     assert reading.text == "Sun"
     assert [c.prediction for c in reading.characters] == ["S", "U", "n"]  # the classes
-    upper, _ = compose([s, u, n])  # all at capital height: no lowercase-only letter... but n
-    assert balanced_form(reader.read_strokes(upper).text) == "SUn"
+    s, o, x = written(recognizer, "sox")
+    assert reader.read_strokes(compose([s, o, x])[0]).text == "SOX"  # all of one height
 
 
 def test_pattern_and_charset_hints(reader, recognizer):
@@ -230,3 +208,14 @@ def test_cli_read(tmp_path, recognizer):
     answer = json.loads(out.stdout.splitlines()[0])
     assert answer["text"] == "7351" and answer["alternatives"][0]["text"] == "7351"
     assert "blank.png" in out.stderr
+
+
+def test_a_word_list_hint_picks_a_close_alternative(reader, recognizer):
+    strokes, _ = compose(written(recognizer, "AB12"))
+    first, *others = reader.read_strokes(strokes, n_best=20).alternatives
+    # An alternative close enough for the hint to decide, that reads differently.
+    second = next(a for a in others if first[1] - a[1] < WORD_BONUS
+                  and balanced_form(a[0]) != balanced_form(first[0]))
+    hinted = reader.read_strokes(strokes, words=[second[0]])
+    assert balanced_form(hinted.text) == balanced_form(second[0])
+    assert hinted.alternatives[0][1] == pytest.approx(second[1] + WORD_BONUS, abs=1e-3)

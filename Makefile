@@ -21,9 +21,12 @@ $(BIN)/.dev: $(BIN)/.serve
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 	touch $@
 
-# http://127.0.0.1:8000 with the shipped model; API docs at /docs.
+# http://127.0.0.1:8000 with the shipped model; API docs at /docs. `make run PORT=8765 HOST=0.0.0.0`
+# serves elsewhere (HOST=0.0.0.0 reaches other machines: only where that is wanted).
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: $(BIN)/.serve
-	$(BIN)/emnist-draw serve --host 127.0.0.1 --port 8000
+	$(BIN)/emnist-draw serve --host $(HOST) --port $(PORT)
 
 test: $(BIN)/.dev
 	$(BIN)/python -m pytest -q

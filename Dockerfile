@@ -5,18 +5,25 @@
 #   docker run -p 8000:8000 -v emnist-data:/data emnist-draw --workers 2
 #
 # Arguments after the image name go to `emnist-draw serve`. The corrections database is SQLite in
-# the /data volume, or PostgreSQL when DATABASE_URL is set (compose.yaml). This image was not
-# built where it was written (no Docker engine there): tests/test_deploy.py checks what can be
-# checked without one, and its install step is `make run`'s, which the tests do run.
-FROM python:3.11-slim
+# the /data volume, or PostgreSQL when DATABASE_URL is set (compose.yaml).
+#
+# BASE: any Debian-like image with python/pip first on PATH. `make docker-test` builds this file
+# for real on a stand-in for python:3.11-slim (tests/docker/make_base.sh: no registry there) and
+# runs the image (tests/docker/test_image.py); tests/test_deploy.py checks its shape.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
+# ORT_DISABLE_TELEMETRY: recent onnxruntime wheels for Linux report usage to Microsoft (1DS) and
+# keep a device id in ~/.cache unless it is set; a served app sends nothing anywhere.
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    EMNIST_DRAW_DATA=/data
+    EMNIST_DRAW_DATA=/data \
+    ORT_DISABLE_TELEMETRY=1
 
-# A user without rights on the code; the only place it writes is the data volume.
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app \
+# A user without rights on the code; the only place it writes is the data volume (and the scratch
+# dirs every image has, /tmp). No home: nothing there to keep.
+RUN useradd --no-create-home --home-dir /nonexistent --uid 10001 --shell /usr/sbin/nologin app \
     && mkdir /data && chown app:app /data
 
 WORKDIR /app

@@ -418,15 +418,18 @@ def add_correction(engine: Engine, correction: Correction, quota: int | None = N
         check_files(conn)  # nothing is written into a deleted file
         try:
             with conn.begin():  # commits on leaving the block, or raises: nothing in between
-                if quota is not None and used_bytes(conn) + size + image.size > quota:
-                    raise StoreFull(f"the corrections store is at its quota of "
-                                    f"{quota / 2**20:g} MB", quota=True)
                 new_id = conn.execute(insert(corrections).returning(corrections.c.id), {
                     "created_at": created, "label": correction.label,
                     "predicted": correction.predicted, "charset": correction.charset,
                     "ink_kind": correction.ink_kind, "ink": correction.ink,
                     "input": image.tobytes(), "model_name": correction.model_name,
                     "model_sha256": correction.model_sha256}).scalar_one()
+                # Measured after the insert, inside its transaction: the size with this row, and
+                # the write lock already held (a read first would make SQLite's later upgrade to
+                # a writer fail at once when another worker wrote meanwhile, busy timeout or not).
+                if quota is not None and used_bytes(conn) > quota:
+                    raise StoreFull(f"the corrections store is at its quota of "
+                                    f"{quota / 2**20:g} MB", quota=True)  # rolls the row back
         except SQLAlchemyError as e:
             if is_full(e):
                 paths = sqlite_paths(engine.url)

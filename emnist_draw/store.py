@@ -223,7 +223,7 @@ def upgrade(url: URL | str, revision: str = "head") -> None:
                 if isinstance(e, ImportError) else "")
         raise StoreError(f"cannot use the database {describe(make_url(url))}: {e}{hint}") from e
     try:
-        check_sqlite_file(engine)  # a damaged file is neither migrated nor served
+        check_sqlite_file(url)  # a damaged file is neither migrated nor served
         command.upgrade(alembic_config(engine), revision)
         if revision == "head":  # an older revision may lack what store.metadata declares
             check_schema(engine)
@@ -350,22 +350,26 @@ def is_full(error: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == "53100"
 
 
-def check_sqlite_file(engine: Engine) -> None:
+def check_sqlite_file(url: URL | str) -> None:
     """Refuse a damaged SQLite file, at start-up: PRAGMA quick_check reads every page's structure
     (O(size): ~0.1 s for 100 MB). A damaged file otherwise takes and acknowledges writes, and
-    `feedback export` dies on it later."""
-    paths = sqlite_paths(engine.url)
+    `feedback export` dies on it later. A read transaction of its own: the check does not hold
+    the write lock that a running server's corrections wait for."""
+    paths = sqlite_paths(url)
     if paths is None or not paths[0].is_file():
         return
     fix = (f"move {paths[0].name} and its -wal and -shm files out of {paths[0].parent} (the "
            "server then starts with an empty store) or restore them from a backup; to save the "
            f"rows that can still be read: sqlite3 {paths[0]} .recover | sqlite3 recovered.sqlite3")
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
     except SQLAlchemyError as e:
         raise StoreError(f"the corrections database {paths[0]} is damaged or not a SQLite "
                          f"database (PRAGMA quick_check: {_reason(e)}): {fix}") from e
+    finally:
+        engine.dispose()
     if problems != ["ok"]:
         raise StoreError(f"the corrections database {paths[0]} is damaged (PRAGMA quick_check: "
                          f"{'; '.join(problems)[:300]}): {fix}")

@@ -32,6 +32,7 @@ from emnist_draw import preprocess, store
 from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.recognizer import CHARSETS
 from emnist_draw.server import security
+from emnist_draw.server.apidocs import add_api_docs
 from emnist_draw.server.feedback import feedback_router
 from emnist_draw.server.inputs import (InkError, InputError, batch_to_inputs,
                                        decode_base64_image, decode_image, demo_string_to_input,
@@ -98,7 +99,8 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         yield
 
     app = FastAPI(title="emnist-draw", version=_package_version(), lifespan=lifespan,
-                  description=API_DESCRIPTION, responses=ERROR_RESPONSES)
+                  description=API_DESCRIPTION, responses=ERROR_RESPONSES,
+                  docs_url=None, redoc_url=None)  # served offline by add_api_docs below
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     security.install(app, protection)  # headers, CORS, rate limit, timeout, the JSON 500
     _install_error_handlers(app)
@@ -203,6 +205,7 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
 
     app.include_router(feedback_router(predictor, corrections, read))
     app.include_router(read_router(predictor))
+    add_api_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from emnist_draw.data import BALANCED_CLASSES, MERGED_LETTERS, to_balanced
 from emnist_draw.recognizer import sha256_file
-from emnist_draw.server.inputs import decode_base64_image, open_image
+from emnist_draw.server.inputs import InputError, decode_base64_image, open_image
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.schemas import PredictRequest
 from emnist_draw.store import (Correction, CorrectionTooLarge, StoreFull, StoreMoved,
@@ -129,17 +129,22 @@ def kept_ink(ink: dict[str, Any]) -> dict[str, Any]:
     data = decode_base64_image(text)
     image = open_image(data)  # the request's limits; it was read once already, for the input
     width, height = image.size
-    image.draft(image.mode, (REDUCED_SIDES[0],) * 2)  # JPEG: decode at 1/2, 1/4 or 1/8 already
-    keeps_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    image = image.convert("RGBA").convert("LA") if keeps_alpha else image.convert("L")
-    for side in REDUCED_SIDES:
-        small = image.copy()
-        small.thumbnail((side, side), Image.Resampling.BOX)
-        buf = io.BytesIO()
-        small.save(buf, "PNG")
-        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-        if len(url) <= KEPT_IMAGE_CHARS:
-            break
+    try:
+        image.draft(image.mode, (REDUCED_SIDES[0],) * 2)  # JPEG: decode at 1/2, 1/4 or 1/8
+        keeps_alpha = (image.mode in ("RGBA", "LA", "PA", "RGBa", "La")
+                       or "transparency" in image.info)
+        image = image.convert("RGBA").convert("LA") if keeps_alpha else image.convert("L")
+        for side in REDUCED_SIDES:
+            small = image.copy()
+            small.thumbnail((side, side), Image.Resampling.BOX)
+            buf = io.BytesIO()
+            small.save(buf, "PNG")
+            url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+            if len(url) <= KEPT_IMAGE_CHARS:
+                break
+    except (OSError, ValueError) as e:  # read once already, so unlikely: still never a 500
+        raise InputError(f"the {image.format} image cannot be kept with the correction "
+                         f"({e})") from e
     return {**ink, "image": url,
             "reduced_from": {"bytes": len(data), "width": width, "height": height}}
 

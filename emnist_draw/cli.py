@@ -146,7 +146,32 @@ def cmd_feedback(args: argparse.Namespace) -> None:
         engine.dispose()
 
 
+def _exit_unless_bindable(host: str, port: int) -> None:
+    """One clear line and exit 2 when (host, port) cannot be bound, e.g. the port is taken.
+
+    Checked before anything is imported or loaded, so a busy port costs a moment, not a model
+    load followed by uvicorn's `[Errno 98]`. The socket is bound as uvicorn binds it
+    (SO_REUSEADDR, so a port in TIME_WAIT counts as free) and closed at once.
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                why = "is already in use: stop what serves there, or pick another with --port"
+            else:
+                why = f"cannot be used: {e.strerror or e}"
+            print(f"emnist-draw: {host}:{port} {why}", file=sys.stderr)
+            sys.exit(2)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
+    _exit_unless_bindable(args.host, args.port)  # first: before any import or model load
     import os
 
     import uvicorn

@@ -31,6 +31,14 @@ run: $(BIN)/.serve
 test: $(BIN)/.dev
 	$(BIN)/python -m pytest -q
 
+# The Docker image built from the Dockerfile and run for real (tests/docker/run.sh; as root, a few
+# minutes): not in `make test`, which needs no root, no Docker engine and no daemon of its own.
+.PHONY: docker-test
+docker-test: $(BIN)/.dev
+	command -v dockerd >/dev/null && command -v debootstrap >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq docker.io debootstrap)
+	tests/docker/run.sh
+
 # Retrains the shipped model from ../shared/data and exports it (about 100 minutes on 2 cores):
 # 30 epochs with drawing augmentation; 4 more with the UNIPEN tune writers' ink (rendered by
 # emnist_draw/preprocess.py, given three times for weight) added, augmented too; then 3 short

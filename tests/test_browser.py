@@ -245,3 +245,37 @@ def test_phone_touch_drawing(browser: Browser, server_url: str, chars: dict[str,
     expect(page.get_by_test_id("prediction")).to_have_text("7")
     assert page.evaluate("window.scrollY") == 0  # drawing did not scroll the page
     context.close()
+
+
+def test_landscape_phone_fits_pad_and_buttons(browser: Browser, server_url: str,
+                                             chars: dict[str, Sample]):
+    # A phone held sideways: the pad and its buttons must be on screen without scrolling
+    # (the desktop layout put them at y = 514 of a 390-pixel-high screen).
+    width, height = 844, 390
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  device_scale_factor=3, is_mobile=True, has_touch=True,
+                                  base_url=server_url)
+    page = context.new_page()
+    page.goto("/")
+    for test_id in ("pad", "predict", "undo", "clear"):
+        box = page.get_by_test_id(test_id).bounding_box()
+        assert box["x"] >= 0 and box["y"] >= 0, (test_id, box)
+        assert box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, (test_id, box)
+    pad = page.get_by_test_id("pad").bounding_box()
+    assert pad["height"] >= 250 and abs(pad["width"] - pad["height"]) <= 1  # square, and large
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    # A finger (CDP touch events, as above) draws a 7, which is read.
+    cdp = context.new_cdp_session(page)
+    with page.expect_request(lambda r: r.url.endswith("/api/predict")
+                             and strokes_sent(r) == len(chars["7"].strokes)):
+        for stroke in pad_points(page, chars["7"]):
+            points = [{"x": x, "y": y} for x, y in stroke]
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": points[:1]})
+            for point in points[1:]:
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    assert page.evaluate("window.scrollY") == 0  # drawing did not scroll the page
+    page.get_by_test_id("clear").tap()  # the buttons answer a finger too
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+    context.close()

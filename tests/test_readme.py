@@ -94,10 +94,12 @@ def test_make_run_takes_port_and_host() -> None:
     assert "--host 127.0.0.1 --port 8000" in run(["make", "-n", "run"]).stdout
 
 
-def test_readme_links_exist() -> None:
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README):
-        if not target.startswith("http"):
-            assert (ROOT / target).exists(), target
+def test_links_exist() -> None:
+    # The README's links, and those of the docs/ pages it sends readers to.
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), (page.name, target)
 
 
 def test_readme_is_short() -> None:

@@ -67,7 +67,7 @@ FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 # API requests (POST) one worker works on at once, and how many more may wait for a turn. CPU
 # work holds Python's GIL: past a few at once, more only slow each other down and starve the event
 # loop that answers /healthz (45 batches at once kept it waiting 7-8 s). Past both, 503.
-MAX_ACTIVE = 4
+MAX_ACTIVE = 2
 MAX_WAITING = 64
 
 log = logging.getLogger("uvicorn.error")

@@ -10,7 +10,7 @@ Exact-string rate and character error rate (edit distance / length), both on the
 level, beside the naive way: strokes grouped once by overlapping x-extents, each group read on
 its own with no context (what sending each group to /api/predict gives). Numbers are also read
 with the digits set. Cursive samples (printed false) are reported apart: not a goal.
---composed writes numbers, words (UNIPEN tune writers' words) and LLDDD codes with the measure
+--composed writes numbers, words (UNIPEN tune writers' words) and LLDDD codes with the part's
 writers' isolated characters, at normal and tight spacing, read with no hint and with the fitting
 one (digits, letters, the pattern).
 """
@@ -74,10 +74,10 @@ def evaluate(reader: StringReader, samples, with_naive: bool = True) -> dict:
             for key, runs in sorted(rows.items())}
 
 
-def composed(reader: StringReader, count: int, seed: int = 0) -> dict:
+def composed(reader: StringReader, count: int, part: str = "measure", seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     by_writer = defaultdict(lambda: defaultdict(list))
-    for sample in load_samples("measure", "OK"):
+    for sample in load_samples(part, "OK"):
         by_writer[sample.writer][sample.char].append(sample)
     writers = sorted(by_writer)
     vocabulary = sorted({w.text for w in load_written("tune") if w.text.isalpha() and w.text.islower()
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--all-styles", action="store_true", help="include cursive samples")
     parser.add_argument("--speed", action="store_true", help="time reads by string length")
     parser.add_argument("--composed", type=int, default=0, metavar="N",
-                        help="read N strings composed from the measure writers' characters")
+                        help="read N strings composed from the part's writers' characters")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     reader = StringReader(Recognizer(args.model))
@@ -156,7 +156,7 @@ def main() -> None:
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.limit).astype(int)]
     result = {"part": args.part, "model": reader.recognizer.name}
     if args.composed:
-        result["composed"] = composed(reader, args.composed)
+        result["composed"] = composed(reader, args.composed, args.part)
     elif args.speed:
         result["speed"] = speed(reader, samples)
     else:

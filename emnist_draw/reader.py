@@ -40,7 +40,7 @@ CHARACTER_BONUS = 3.0      # per character: without it, merging two characters i
 TINY_COST = 6.0            # a candidate this small is a dot or a fragment, not a character
 TINY_SIZE = 0.22           # ... below this fraction of the line's height (and width)
 KIND_SWITCH_COST = 4.0     # digit <-> letter within a string
-OVERLAP_COST = 5.0         # x (share of the narrower one's width) two neighbours overlap
+OVERLAP_COST = 10.0        # x (share of the narrower one's width) two neighbours overlap
 MAX_GAP = 0.3              # an empty gap wider than this (x line height) splits characters
 MAX_WIDTH = 1.6            # no candidate of several primitives is wider (x line height)
 WORD_BONUS = 4.0           # a reading that is one of the caller's words
@@ -147,13 +147,19 @@ class StringReader:
         span_index = {span: n for n, span in enumerate(spans)}
         costs = [self._geometry_cost(sorted_boxes[a:b], line_height) for a, b in spans]
         span_boxes = {span: _union(sorted_boxes[span[0]:span[1]]) for span in spans}
-        choices = np.argsort(-probs, axis=1, kind="stable")[:, :CANDIDATE_CLASSES]
+        ranked = np.argsort(-probs, axis=1, kind="stable")
+        # A pattern asks for a kind at each place: the best classes of each kind, not only the
+        # best overall (a 0 read as O, Q, D, U first still offers its 0 where a digit is due).
+        choices = {None: ranked[:, :CANDIDATE_CLASSES]}
+        if kinds is not None:
+            for kind, members in (("digit", self.is_digit), ("letter", ~self.is_digit)):
+                choices[kind] = np.array([row[members[row]][:CANDIDATE_CLASSES] for row in ranked])
         hinted = {balanced_form(w) for w in words} if words else set()
 
         beams: list[list[_Hypothesis]] = [[] for _ in range(len(order) + 1)]
         beams[0] = [_Hypothesis(0.0)]
         for start in range(len(order)):
-            for hyp in sorted(beams[start], reverse=True)[:BEAM]:
+            for hyp in _pruned(beams[start], per_length=kinds is not None):
                 position = len(hyp.steps)
                 if kinds is not None and position >= len(kinds):
                     continue
@@ -161,8 +167,8 @@ class StringReader:
                     n = span_index.get((start, end))
                     if n is None:
                         continue
-                    for c in choices[n]:
-                        if not allowed[c] or not self._fits(c, kinds, position):
+                    for c in choices[kinds[position] if kinds else None][n]:
+                        if not allowed[c]:
                             continue
                         score = hyp.score + log_probs[n, c] + CHARACTER_BONUS - costs[n]
                         if hyp.steps:
@@ -205,11 +211,6 @@ class StringReader:
                 parts=sorted(order[k] for k in range(a, b)),
                 box=tuple(float(v) for v in box)))
         return Reading(best_text, characters, alternatives)
-
-    def _fits(self, c: int, kinds: list[str | None] | None, position: int) -> bool:
-        if kinds is None or kinds[position] is None:
-            return True
-        return (kinds[position] == "digit") == bool(self.is_digit[c])
 
     @staticmethod
     def _geometry_cost(boxes: np.ndarray, line_height: float) -> float:
@@ -274,6 +275,17 @@ def english_lexicon() -> frozenset[str]:
 
     # Letters only: the list also holds "28", "1st" and "b52", which would pull digits into words.
     return frozenset(w for w in get_english_words_set(["gcide"], lower=True) if w.isalpha())
+
+
+def _pruned(hypotheses: list[_Hypothesis], per_length: bool) -> list[_Hypothesis]:
+    """The BEAM best; with a pattern, the BEAM best of each length, so that the pattern's
+    length is never pruned away by shorter or longer readings that score better."""
+    if not per_length:
+        return sorted(hypotheses, reverse=True)[:BEAM]
+    by_length: dict[int, list[_Hypothesis]] = {}
+    for hyp in hypotheses:
+        by_length.setdefault(len(hyp.steps), []).append(hyp)
+    return [h for group in by_length.values() for h in sorted(group, reverse=True)[:BEAM]]
 
 
 def _display(label: str) -> str:

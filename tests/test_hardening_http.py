@@ -66,7 +66,7 @@ def _read_answer(sock: socket.socket) -> bytes:
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
-    """Whether the server hangs up within `seconds` (data it sends meanwhile is read and dropped)."""
+    """Whether the server hangs up within `seconds` (what it sends meanwhile is dropped)."""
     sock.settimeout(seconds)
     try:
         while sock.recv(65536):

@@ -71,7 +71,7 @@ class GuardedH11Protocol(H11Protocol):
                                                             self.timeout_keep_alive_handler)
 
     def data_received(self, data: bytes) -> None:
-        # As H11Protocol's, without cancelling the timer: handle_events cancels it on a request head.
+        # As H11Protocol's, but the timer stays: handle_events cancels it on a request head.
         self.conn.receive_data(data)
         self.handle_events()
         # h11 keeps the size of the chunk it is reading here (h11 0.14-0.16); one that is larger

@@ -15,6 +15,8 @@ cleanup() {
     if [ -n "$ids" ]; then docker rm -f $ids >/dev/null || true; fi
     ids=$(docker volume ls -q --filter "label=$LABEL" 2>/dev/null || true)
     if [ -n "$ids" ]; then docker volume rm -f $ids >/dev/null || true; fi
+    # Earlier builds of the test image, untagged by this one (the layer cache stays).
+    docker image prune -f --filter "label=$LABEL" >/dev/null 2>&1 || true
     if [ -n "$started" ]; then
         kill "$started" 2>/dev/null || true
         for _ in $(seq 60); do kill -0 "$started" 2>/dev/null || break; sleep 0.5; done
@@ -26,7 +28,9 @@ trap 'exit 130' INT TERM  # exit through the EXIT trap above
 
 if ! docker info >/dev/null 2>&1; then
     mkdir -p build/docker
-    dockerd --bridge=none --iptables=false --ip6tables=false >build/docker/dockerd.log 2>&1 &
+    # Its own session: a Ctrl-C or a kill of this script's process group leaves the daemon up for
+    # the cleanup above, which then stops it.
+    setsid dockerd --bridge=none --iptables=false --ip6tables=false >build/docker/dockerd.log 2>&1 &
     started=$!
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     if ! docker info >/dev/null 2>&1; then

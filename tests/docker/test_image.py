@@ -129,8 +129,11 @@ def image():
     started = time.monotonic()
     # DOCKER_BUILDKIT=0: the classic builder ships with the engine; BuildKit needs the buildx
     # plugin, which Debian's docker.io lacks. --network host: the daemon here has no bridge.
+    # --label: run.sh prunes the images of earlier builds by it; --force-rm: no build containers
+    # left behind by a failed step.
     done = subprocess.run(["docker", "build", "--network", "host", "--build-arg", f"BASE={BASE}",
-                           "-t", IMAGE, str(ROOT)], capture_output=True, text=True, timeout=1200,
+                           "--label", LABEL, "--force-rm", "-t", IMAGE, str(ROOT)],
+                          capture_output=True, text=True, timeout=1200,
                           env={**os.environ, "DOCKER_BUILDKIT": "0"})
     assert done.returncode == 0, f"docker build failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}"
     report["build_s"] = round(time.monotonic() - started, 1)

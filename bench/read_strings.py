@@ -119,12 +119,20 @@ def composed(reader: StringReader, count: int, part: str = "measure", seed: int 
 
 
 def speed(reader: StringReader, samples, repeats: int = 30) -> dict:
-    """Median ms per read by string length, one thread."""
+    """Median ms per read by string length (one thread), beside one character's."""
     by_length = defaultdict(list)
     for s in samples:
         if s.printed and s.kind != "code":
             by_length[len(balanced_form(s.text))].append(s)
-    out = {}
+    # The work of one /api/predict call on strokes, in the same run: preprocessing and the model.
+    singles = load_samples(None, "OK")[:repeats * 10]
+    times = []
+    for sample in singles:
+        start = time.perf_counter()
+        reader.recognizer.probabilities(strokes_to_input(sample.strokes)[None])
+        times.append(1000 * (time.perf_counter() - start))
+    out = {"one character (/api/predict's work)": {"strings": len(singles),
+                                                   "p50_ms": round(statistics.median(times), 2)}}
     for length in sorted(by_length):
         if length not in (2, 4, 6, 8, 10, 14, 20, 30) or not by_length[length]:
             continue

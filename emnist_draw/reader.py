@@ -348,6 +348,9 @@ def edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+_TO_BALANCED = str.maketrans(MERGED_LETTERS, MERGED_LETTERS.upper(), " \t\n")
+
+
 def balanced_form(text: str) -> str:
     """Text as EMNIST-balanced classes compare it: no spaces, the merged letters' case ignored."""
-    return "".join(ch.upper() if ch.lower() in MERGED_LETTERS else ch for ch in text if not ch.isspace())
+    return text.translate(_TO_BALANCED)

@@ -41,16 +41,18 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 def free_port(avoid: set[int] = frozenset()) -> int:
-    """PORT unless something here holds it (host networking: the container shares the ports)."""
-    for port in (PORT, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            if s.getsockname()[1] not in avoid:
-                return s.getsockname()[1]
-    return free_port(avoid)
+    """PORT unless something here holds it (host networking: the container shares the ports),
+    else any free one (the kernel never hands out a port a running container holds)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", PORT))
+            if PORT not in avoid:
+                return PORT
+        except OSError:
+            pass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | str]:

@@ -62,13 +62,15 @@ train: $(BIN)/.dev
 		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
 
 # Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.
-# About 15 minutes in all on the 2-core machine; see README, "Performance".
+# About 25 minutes in all on the 2-core machine; see README, "Performance".
 BENCH_JSON = --json build/bench/$(1).json
 bench: $(BIN)/.dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	mkdir -p build/bench
 	$(BIN)/python bench/model_latency.py $(call BENCH_JSON,model_latency)
 	$(BIN)/python bench/unipen_eval.py
+	$(BIN)/python bench/read_strings.py --part measure $(call BENCH_JSON,read_strings)
+	$(BIN)/python bench/read_strings.py --part tune --speed $(call BENCH_JSON,read_strings_speed)
 	$(BIN)/python bench/profile_request.py $(call BENCH_JSON,profile_request)
 	$(BIN)/python bench/startup.py $(call BENCH_JSON,startup)
 	$(BIN)/python bench/http_load.py $(call BENCH_JSON,http_load)

@@ -30,7 +30,7 @@ from PIL import Image
 
 from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
-from emnist_draw.recognizer import Recognizer
+from emnist_draw.recognizer import Recognizer, display_label
 
 # The most primitives one character is made of: E and # are four strokes.
 MAX_PARTS = 4
@@ -145,8 +145,8 @@ class StringReader:
         probs = self.recognizer.probabilities(images, charset)
         log_probs = np.log(np.maximum(probs, 1e-12))
         span_index = {span: n for n, span in enumerate(spans)}
-        costs = [self._geometry_cost(sorted_boxes[a:b], line_height) for a, b in spans]
         span_boxes = {span: _union(sorted_boxes[span[0]:span[1]]) for span in spans}
+        costs = [_fragment_cost(span_boxes[span], line_height) for span in spans]
         ranked = np.argsort(-probs, axis=1, kind="stable")
         # A pattern asks for a kind at each place: the best classes of each kind, not only the
         # best overall (a 0 read as O, Q, D, U first still offers its 0 where a digit is due).
@@ -207,16 +207,10 @@ class StringReader:
             box = span_boxes[(a, b)]
             characters.append(Character(
                 prediction=self.classes[c], display=shown,
-                top_k=[(self.classes[i], _display(self.classes[i]), float(probs[n, i])) for i in top],
+                top_k=[(self.classes[i], display_label(self.classes[i]), float(probs[n, i])) for i in top],
                 parts=sorted(order[k] for k in range(a, b)),
                 box=tuple(float(v) for v in box)))
         return Reading(best_text, characters, alternatives)
-
-    @staticmethod
-    def _geometry_cost(boxes: np.ndarray, line_height: float) -> float:
-        width = boxes[:, 2].max() - boxes[:, 0].min()
-        height = boxes[:, 3].max() - boxes[:, 1].min()
-        return TINY_COST if max(width, height) < TINY_SIZE * line_height else 0.0
 
     def _word_bonus(self, plain: str, hinted: set[str]) -> float:
         if plain in hinted:
@@ -288,10 +282,6 @@ def _pruned(hypotheses: list[_Hypothesis], per_length: bool) -> list[_Hypothesis
     return [h for group in by_length.values() for h in sorted(group, reverse=True)[:BEAM]]
 
 
-def _display(label: str) -> str:
-    return f"{label} / {label.lower()}" if label.isupper() and label.lower() in MERGED_LETTERS else label
-
-
 def _pattern_kinds(pattern: str | None) -> list[str | None] | None:
     if pattern is None:
         return None
@@ -313,6 +303,11 @@ def _candidate_spans(boxes: np.ndarray, line_height: float) -> list[tuple[int, i
                     break
             spans.append((a, b))
     return spans
+
+
+def _fragment_cost(box: np.ndarray, line_height: float) -> float:
+    """Ink this small is a dot or a fragment, not a character on its own."""
+    return TINY_COST if max(box[2] - box[0], box[3] - box[1]) < TINY_SIZE * line_height else 0.0
 
 
 def _union(boxes: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from emnist_draw.data import MERGED_LETTERS
+
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "emnist-balanced-medium"
 CHARSETS = ("all", "digits", "letters")
@@ -140,6 +142,11 @@ def _checked_classes(metadata: object, meta_path: Path) -> list[str]:
             raise ModelFileError(f'{meta_path}: "{key}" must be a string, not '
                                  f"{json.dumps(metadata[key])[:40]}; export the model again")
     return list(classes)
+
+
+def display_label(cls: str) -> str:
+    """EMNIST-balanced has one class for 'C' and 'c'; say so rather than claim the upper case."""
+    return f"{cls} / {cls.lower()}" if cls.isupper() and cls.lower() in MERGED_LETTERS else cls
 
 
 def to_input(images_uint8: np.ndarray) -> np.ndarray:

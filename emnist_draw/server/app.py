@@ -30,14 +30,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emnist_draw import preprocess, store
 from emnist_draw.data import MERGED_LETTERS
-from emnist_draw.recognizer import CHARSETS
+from emnist_draw.recognizer import CHARSETS, display_label
 from emnist_draw.server import security
 from emnist_draw.server.apidocs import add_api_docs
 from emnist_draw.server.feedback import feedback_router
 from emnist_draw.server.inputs import (InkError, InputError, batch_to_inputs,
                                        decode_base64_image, decode_image, demo_string_to_input,
                                        image_bytes_to_input, open_image, request_to_input)
-from emnist_draw.server.predictor import Predictor, display_label
+from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.reading import read_router
 from emnist_draw.server.schemas import (ERROR_RESPONSES, INPUT_ERRORS, MAX_BATCH,
                                         MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,

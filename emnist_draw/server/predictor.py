@@ -7,15 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.preprocess import strokes_to_input
-from emnist_draw.recognizer import Recognizer
+from emnist_draw.recognizer import Recognizer, display_label
 from emnist_draw.server.schemas import Guess, Prediction
-
-
-def display_label(cls: str) -> str:
-    """EMNIST-balanced has one class for 'C' and 'c'; say so rather than claim the upper case."""
-    return f"{cls} / {cls.lower()}" if cls.isupper() and cls.lower() in MERGED_LETTERS else cls
 
 
 class Predictor:

@@ -43,6 +43,12 @@ class Canvas(BaseModel):
     height: float = Field(gt=0, le=MAX_COORDINATE)
 
 
+def _check_points(strokes: list | None) -> None:
+    total = sum(len(s) for s in strokes or ())
+    if total > MAX_POINTS:
+        raise ValueError(f"too many points: {total} in all, the limit is {MAX_POINTS}")
+
+
 class PredictRequest(BaseModel):
     """One character, given as exactly one of strokes, image or pixels."""
 
@@ -73,10 +79,7 @@ class PredictRequest(BaseModel):
         if len(given) != 1:
             raise ValueError("give exactly one of 'strokes', 'image' or 'pixels'"
                              + (f" (got {', '.join(given)})" if given else ""))
-        if self.strokes is not None:
-            total = sum(len(s) for s in self.strokes)
-            if total > MAX_POINTS:
-                raise ValueError(f"too many points: {total} in all, the limit is {MAX_POINTS}")
+        _check_points(self.strokes)
         if self.pixels is not None and len(self.pixels) != N_PIXELS:
             raise ValueError(f"'pixels' needs {N_PIXELS} values (28x28), got {len(self.pixels)}")
         return self
@@ -213,10 +216,7 @@ class ReadRequest(BaseModel):
         if len(given) != 1:
             raise ValueError("give exactly one of 'strokes' or 'image'"
                              + (f" (got {', '.join(given)})" if given else ""))
-        if self.strokes is not None:
-            total = sum(len(s) for s in self.strokes)
-            if total > MAX_POINTS:
-                raise ValueError(f"too many points: {total} in all, the limit is {MAX_POINTS}")
+        _check_points(self.strokes)
         return self
 
 

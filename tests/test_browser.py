@@ -236,15 +236,20 @@ def test_phone_touch_drawing(browser: Browser, server_url: str, chars: dict[str,
     # A finger: CDP touch events, which Chromium turns into pointer events of type "touch".
     cdp = context.new_cdp_session(page)
     with page.expect_request(lambda r: r.url.endswith("/api/predict")):
-        for stroke in pad_points(page, chars["7"]):
-            points = [{"x": x, "y": y} for x, y in stroke]
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": points[:1]})
-            for point in points[1:]:
-                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        touch_draw(cdp, page, chars["7"])
     expect(page.get_by_test_id("prediction")).to_have_text("7")
     assert page.evaluate("window.scrollY") == 0  # drawing did not scroll the page
     context.close()
+
+
+def touch_draw(cdp, page: Page, sample: Sample) -> None:
+    """A finger draws the sample: CDP touch events, which Chromium turns into pointer events."""
+    for stroke in pad_points(page, sample):
+        points = [{"x": x, "y": y} for x, y in stroke]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": points[:1]})
+        for point in points[1:]:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
 def test_landscape_phone_fits_pad_and_buttons(browser: Browser, server_url: str,
@@ -268,12 +273,7 @@ def test_landscape_phone_fits_pad_and_buttons(browser: Browser, server_url: str,
     cdp = context.new_cdp_session(page)
     with page.expect_request(lambda r: r.url.endswith("/api/predict")
                              and strokes_sent(r) == len(chars["7"].strokes)):
-        for stroke in pad_points(page, chars["7"]):
-            points = [{"x": x, "y": y} for x, y in stroke]
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": points[:1]})
-            for point in points[1:]:
-                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        touch_draw(cdp, page, chars["7"])
     expect(page.get_by_test_id("prediction")).to_have_text("7")
     assert page.evaluate("window.scrollY") == 0  # drawing did not scroll the page
     page.get_by_test_id("clear").tap()  # the buttons answer a finger too

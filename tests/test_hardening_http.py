@@ -305,20 +305,24 @@ def test_d5_an_unfinished_request_head_is_closed(server):
             sock.close()
 
 
+def _trickle_until_closed(sock: socket.socket, piece, seconds: float) -> bool:
+    """Send piece(i) every 0.25 s for at most `seconds`; whether the server closed meanwhile."""
+    for i in range(int(4 * seconds)):
+        try:
+            sock.sendall(piece(i))
+        except OSError:
+            return True
+        if _closed_within(sock, 0.25):
+            return True
+    return False
+
+
 def test_d5_a_trickled_head_does_not_reset_the_deadline(server):
     with _connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         started = time.monotonic()
-        closed = False
-        for i in range(4 * (HEADER_TIMEOUT_S + SLACK_S)):  # a header line every 0.25 s
-            try:
-                sock.sendall(b"X-%d: y\r\n" % i)
-            except OSError:
-                closed = True
-                break
-            if _closed_within(sock, 0.25):
-                closed = True
-                break
+        closed = _trickle_until_closed(sock, lambda i: b"X-%d: y\r\n" % i,  # a header line
+                                       HEADER_TIMEOUT_S + SLACK_S)
         assert closed and time.monotonic() - started < HEADER_TIMEOUT_S + SLACK_S
 
 
@@ -334,16 +338,9 @@ def test_d5_a_body_trickled_after_the_answer_is_cut_off(server):
         sock.sendall(CHUNKED_OVER_THE_LIMIT)
         head = _read_answer(sock)
         assert head.startswith(b"HTTP/1.1 413"), head[:200]
-        started, closed = time.monotonic(), False
-        for _ in range(4 * (KEEP_ALIVE_S + SLACK_S)):
-            try:
-                sock.sendall(b"10\r\n" + b"0" * 16 + b"\r\n")
-            except OSError:
-                closed = True
-                break
-            if _closed_within(sock, 0.25):
-                closed = True
-                break
+        started = time.monotonic()
+        closed = _trickle_until_closed(sock, lambda i: b"10\r\n" + b"0" * 16 + b"\r\n",
+                                       KEEP_ALIVE_S + SLACK_S)
         assert closed and time.monotonic() - started < KEEP_ALIVE_S + SLACK_S
 
 

@@ -56,7 +56,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_read(args: argparse.Namespace) -> None:
-    from emnist_draw.preprocess import InkError
     from emnist_draw.reader import StringReader
     from emnist_draw.recognizer import Recognizer
 

@@ -1,9 +1,11 @@
 """The corrections store: what people said a drawing really was, kept for fine-tuning.
 
-One table, `corrections`, through SQLAlchemy Core. SQLite in a data folder by default (one file,
-no server to run); PostgreSQL when $DATABASE_URL names one, so several workers or machines share
-it. The schema is Alembic's (emnist_draw/migrations), applied by `upgrade` at server start-up
-and by `emnist-draw db upgrade`.
+Two tables, through SQLAlchemy Core: `corrections` (one character each) and
+`string_corrections` (a string read wrong, with the strokes of each of its characters, which
+`export_idx` turns into one training example per character). SQLite in a data folder by default
+(one file, no server to run); PostgreSQL when $DATABASE_URL names one, so several workers or
+machines share it. The schema is Alembic's (emnist_draw/migrations), applied by `upgrade` at
+server start-up and by `emnist-draw db upgrade`.
 
 A correction is acknowledged only after its transaction commits, and a commit is durable:
 SQLite runs in WAL mode with synchronous=FULL (the log is fsynced at every commit, so a row
@@ -38,6 +40,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from emnist_draw.data import to_balanced, write_idx
+from emnist_draw.preprocess import strokes_to_input
 
 if TYPE_CHECKING:  # alembic is imported only where migrations run
     from alembic.config import Config
@@ -73,6 +76,26 @@ corrections = Table(
     Column("ink_kind", String(8), nullable=False, comment="strokes, image or pixels"),
     Column("ink", JSON, nullable=False, comment="the ink fields exactly as the client sent them"),
     Column("input", LargeBinary, nullable=False, comment="the 28x28 model input, uint8, upright"),
+    Column("model_name", String(200), nullable=False),
+    Column("model_sha256", String(64), nullable=False),
+)
+
+MAX_TEXT_CHARS = 256  # a string correction's `read` and `text`: a line, not a page
+
+string_corrections = Table(
+    "string_corrections", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, comment="UTC"),
+    Column("read", String(MAX_TEXT_CHARS), nullable=False, comment="what the app read"),
+    Column("text", String(MAX_TEXT_CHARS), nullable=False, comment="what it really is, as sent"),
+    Column("labels", String(MAX_TEXT_CHARS), nullable=False,
+           comment="the class of each non-space character of text, in order"),
+    Column("segments", JSON, nullable=True,
+           comment="the stroke indices of each character of labels; null: not given"),
+    Column("characters", Integer, nullable=False,
+           comment="the per-character examples it yields: len(segments), else 0"),
+    Column("charset", String(16), nullable=False, comment="the character set it chose from"),
+    Column("ink", JSON, nullable=False, comment="strokes (and canvas) exactly as sent"),
     Column("model_name", String(200), nullable=False),
     Column("model_sha256", String(64), nullable=False),
 )
@@ -119,6 +142,37 @@ class Correction:
         if len(kinds) != 1:
             raise ValueError(f"the ink must hold one of strokes, image or pixels, not {kinds}")
         self.ink_kind = kinds[0]
+
+
+@dataclass
+class StringCorrection:
+    """A string read wrong: its strokes, what was read and what it is (id and created_at are set
+    by add_string_correction). `labels` holds the class of each non-space character of `text`
+    (the server's to_class); `segments`, when given, the strokes of each of them."""
+
+    read: str
+    text: str
+    labels: str
+    charset: str
+    ink: dict[str, Any]  # {"strokes": [...], "canvas": {...}}, as sent
+    segments: list[list[int]] | None
+    model_name: str
+    model_sha256: str
+    id: int | None = None
+    created_at: datetime | None = None
+
+    @property
+    def characters(self) -> int:
+        """The training examples it yields: one per segmented character; none without segments
+        (a text retyped to another length says nothing about which strokes are which)."""
+        return len(self.segments) if self.segments is not None else 0
+
+    def examples(self) -> Iterator[tuple[np.ndarray, str]]:
+        """(28x28 input, class) of each segmented character: its strokes drawn by the one
+        preprocessing function, as the string reader draws the characters it reads."""
+        strokes = self.ink["strokes"]
+        for label, segment in zip(self.labels, self.segments or ()):
+            yield strokes_to_input([strokes[i] for i in segment]), label
 
 
 # ---------------------------------------------------------------- where and how to connect
@@ -315,14 +369,15 @@ def free_bytes(engine: Engine) -> int | None:
 
 
 def used_bytes(conn: Connection) -> int:
-    """What the corrections take: SQLite's pages in use, PostgreSQL's table with its TOAST data
-    and indexes. What a quota is measured against."""
+    """What the corrections take: SQLite's pages in use, PostgreSQL's tables with their TOAST
+    data and indexes. What a quota is measured against."""
     if conn.dialect.name == "sqlite":
         page_size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
         free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
         return (pages - free) * page_size
-    return int(conn.execute(text("SELECT pg_total_relation_size('corrections')")).scalar_one())
+    sizes = " + ".join(f"pg_total_relation_size('{t.name}')" for t in metadata.sorted_tables)
+    return int(conn.execute(text(f"SELECT {sizes}")).scalar_one())
 
 
 def quota_bytes(quota_mb: float | None = None) -> int | None:
@@ -413,21 +468,52 @@ def add_correction(engine: Engine, correction: Correction, quota: int | None = N
     image = np.ascontiguousarray(correction.input, dtype=np.uint8)
     if image.shape != (28, 28):
         raise ValueError(f"the input must be 28x28, not {image.shape}")
-    size = len(ink_json(correction.ink))
+    check_ink_size(correction.ink)
+    created = correction.created_at or datetime.now(timezone.utc)
+    new_id = _insert(engine, corrections, {
+        "created_at": created, "label": correction.label, "predicted": correction.predicted,
+        "charset": correction.charset, "ink_kind": correction.ink_kind, "ink": correction.ink,
+        "input": image.tobytes(), "model_name": correction.model_name,
+        "model_sha256": correction.model_sha256}, quota)
+    correction.id, correction.created_at = new_id, created
+    return new_id
+
+
+def add_string_correction(engine: Engine, correction: StringCorrection,
+                          quota: int | None = None) -> int:
+    """Insert one string correction, as add_correction does a correction: the same quota, ink
+    bound and durability; returns its id once committed."""
+    if correction.segments is not None and len(correction.segments) != len(correction.labels):
+        raise ValueError(f"{len(correction.segments)} segments for {len(correction.labels)} "
+                         "labels: one segment per character")
+    check_ink_size(correction.ink)
+    created = correction.created_at or datetime.now(timezone.utc)
+    new_id = _insert(engine, string_corrections, {
+        "created_at": created, "read": correction.read, "text": correction.text,
+        "labels": correction.labels, "segments": correction.segments,
+        "characters": correction.characters, "charset": correction.charset,
+        "ink": correction.ink, "model_name": correction.model_name,
+        "model_sha256": correction.model_sha256}, quota)
+    correction.id, correction.created_at = new_id, created
+    return new_id
+
+
+def check_ink_size(ink: dict[str, Any]) -> None:
+    """CorrectionTooLarge when the ink is over MAX_INK_BYTES as JSON."""
+    size = len(ink_json(ink))
     if size > MAX_INK_BYTES:
         raise CorrectionTooLarge(f"the ink is {size:,} bytes as JSON; a correction keeps at most "
                                  f"{MAX_INK_BYTES:,}: send fewer points, or round the coordinates")
-    created = correction.created_at or datetime.now(timezone.utc)
+
+
+def _insert(engine: Engine, table: Table, row: dict[str, Any], quota: int | None) -> int:
+    """Insert one row into `table`; its id once the transaction has committed into the file that
+    is still at the store's path. StoreFull (nothing saved) over the quota or with the disk full."""
     with engine.connect() as conn:
         check_files(conn)  # nothing is written into a deleted file
         try:
             with conn.begin():  # commits on leaving the block, or raises: nothing in between
-                new_id = conn.execute(insert(corrections).returning(corrections.c.id), {
-                    "created_at": created, "label": correction.label,
-                    "predicted": correction.predicted, "charset": correction.charset,
-                    "ink_kind": correction.ink_kind, "ink": correction.ink,
-                    "input": image.tobytes(), "model_name": correction.model_name,
-                    "model_sha256": correction.model_sha256}).scalar_one()
+                new_id = conn.execute(insert(table).returning(table.c.id), row).scalar_one()
                 # Measured after the insert, inside its transaction: the size with this row, and
                 # the write lock already held (a read first would make SQLite's later upgrade to
                 # a writer fail at once when another worker wrote meanwhile, busy timeout or not).
@@ -442,18 +528,22 @@ def add_correction(engine: Engine, correction: Correction, quota: int | None = N
                                 f"({_reason(e)})") from e
             raise
         check_files(conn)  # committed, but into the file at the path? Else it is not acknowledged
-    correction.id, correction.created_at = new_id, created
     return new_id
 
 
 def count_corrections(engine: Engine) -> dict[str, Any]:
-    """{"count": N, "labels": {class: N, ...}}, classes in EMNIST-balanced order."""
+    """{"count": N, "labels": {class: N, ...}, "strings": N, "string_characters": N}: the
+    corrections per label (classes in EMNIST-balanced order), then the string corrections and
+    the per-character examples they hold."""
     with engine.connect() as conn:
         check_files(conn)  # not the counts of a deleted file
         rows = conn.execute(select(corrections.c.label, func.count())
                             .group_by(corrections.c.label)).all()
+        strings, characters = conn.execute(select(
+            func.count(), func.coalesce(func.sum(string_corrections.c.characters), 0))).one()
     labels = dict(sorted(((label, int(n)) for label, n in rows), key=lambda kv: to_balanced(kv[0])))
-    return {"count": sum(labels.values()), "labels": labels}
+    return {"count": sum(labels.values()), "labels": labels, "strings": int(strings),
+            "string_characters": int(characters)}
 
 
 def iter_corrections(engine: Engine, batch: int = 500) -> Iterator[Correction]:
@@ -470,8 +560,23 @@ def iter_corrections(engine: Engine, batch: int = 500) -> Iterator[Correction]:
             yield c
 
 
+def iter_string_corrections(engine: Engine, batch: int = 500) -> Iterator[StringCorrection]:
+    """Every string correction, oldest first, read in batches."""
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=batch).execute(
+            select(string_corrections).order_by(string_corrections.c.id))
+        for row in result.mappings():
+            yield StringCorrection(read=row["read"], text=row["text"], labels=row["labels"],
+                                   charset=row["charset"], ink=row["ink"],
+                                   segments=row["segments"], model_name=row["model_name"],
+                                   model_sha256=row["model_sha256"], id=row["id"],
+                                   created_at=row["created_at"])
+
+
 def export_idx(engine: Engine, out: str | Path) -> dict[str, Any]:
-    """Write every correction as EMNIST idx files (.gz) for `emnist-draw train --extra`.
+    """Write every correction as EMNIST idx files (.gz) for `emnist-draw train --extra`: the
+    corrections' inputs, then each segmented character of the string corrections (its strokes
+    drawn by strokes_to_input), oldest first.
 
     The same conventions as the official files: images stored transposed, labels numbered as
     the balanced split numbers its 47 classes. `train --extra OUT/emnist-feedback-images-idx3-
@@ -481,11 +586,18 @@ def export_idx(engine: Engine, out: str | Path) -> dict[str, Any]:
     for c in iter_corrections(engine):
         images.append(c.input)
         labels.append(to_balanced(c.label))
+    from_strings = 0
+    for s in iter_string_corrections(engine):
+        for image, label in s.examples():
+            images.append(image)
+            labels.append(to_balanced(label))
+            from_strings += 1
     stacked = np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
     out = Path(out)
     images_path = write_idx(out / f"{EXPORT_STEM}-images-idx3-ubyte.gz", stacked.transpose(0, 2, 1))
     labels_path = write_idx(out / f"{EXPORT_STEM}-labels-idx1-ubyte.gz", np.array(labels, np.uint8))
-    return {"count": len(labels), "images": str(images_path), "labels": str(labels_path)}
+    return {"count": len(labels), "from_strings": from_strings, "images": str(images_path),
+            "labels": str(labels_path)}
 
 
 def ink_json(ink: dict[str, Any]) -> str:
@@ -494,6 +606,7 @@ def ink_json(ink: dict[str, Any]) -> str:
 
 
 __all__ = ["Correction", "CorrectionTooLarge", "StoreError", "StoreFull", "StoreMoved",
-           "add_correction", "count_corrections", "corrections",
-           "data_dir", "database_url", "export_idx", "iter_corrections", "make_engine",
-           "open_store", "upgrade"]
+           "StringCorrection", "add_correction", "add_string_correction", "count_corrections",
+           "corrections", "data_dir", "database_url", "export_idx", "iter_corrections",
+           "iter_string_corrections", "make_engine", "open_store", "string_corrections",
+           "upgrade"]

@@ -1,10 +1,15 @@
-"""Corrections: "Wrong? Tell us what it was". `POST /api/feedback`, `GET /api/feedback/stats`.
+"""Corrections: "Wrong? Tell us what it was". `POST /api/feedback`, `POST /api/feedback/read`,
+`GET /api/feedback/stats`.
 
 A correction carries the same ink as a prediction (the same schema, validation and preprocessing)
 plus the right label and what the model said. It is kept with the ink as sent (an image over
 KEPT_IMAGE_CHARS reduced to fit, see kept_ink), the 28x28 input the model read and the model's
 name and checksum (emnist_draw.store), and answered 201 only once its transaction has committed
 into the database file at the store's path: an acknowledged correction is never lost.
+
+A string correction (`POST /api/feedback/read`) carries the strokes of a string that
+`/api/read` read, what it read, what it really is and, optionally, the strokes of each
+character: each such character is a training example (`emnist-draw feedback export`).
 
 When it cannot be kept the answer says why, and predictions go on regardless: 507 when the disk
 is full or the store at its quota (logged once, until a correction is stored again), 503 when the
@@ -29,12 +34,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from emnist_draw.data import BALANCED_CLASSES, MERGED_LETTERS, to_balanced
+from emnist_draw.preprocess import parse_strokes
 from emnist_draw.recognizer import sha256_file
 from emnist_draw.server.inputs import InputError, decode_base64_image, open_image
 from emnist_draw.server.predictor import Predictor
-from emnist_draw.server.schemas import PredictRequest
-from emnist_draw.store import (Correction, CorrectionTooLarge, StoreFull, StoreMoved,
-                               add_correction, count_corrections, free_bytes, quota_bytes)
+from emnist_draw.server.schemas import (MAX_STROKES, Canvas, Charset, PredictRequest, Stroke,
+                                        _check_points)
+from emnist_draw.store import (MAX_TEXT_CHARS, Correction, CorrectionTooLarge, StoreFull,
+                               StoreMoved, StringCorrection, add_correction,
+                               add_string_correction, count_corrections, free_bytes, quota_bytes)
 
 log = logging.getLogger("uvicorn.error")  # uvicorn's console, as the app's own messages
 # An image longer than this (base64 text, ~72 KB of file) is kept reduced: the input is made from
@@ -75,27 +83,14 @@ def to_class(value: str) -> str:
     raise ValueError(f"{shown} is not {CLASSES_HELP}")
 
 
-class FeedbackRequest(PredictRequest):
-    """The ink of `/api/predict` (one of strokes, image or pixels, same limits), plus the answer."""
+class _KeepsInkAsSent(BaseModel):
+    """A request whose ink fields are also kept exactly as the client sent them (`ink`)."""
 
-    # Merged with PredictRequest's config (extra="forbid", no NaN): only the example changes.
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"strokes": [[[10, 10], [90, 10], [45, 95]]], "canvas": {"width": 100, "height": 100},
-         "label": "7", "predicted": "1"}]})
-    label: str = Field(description="The right character (lower case of a merged letter is fine: "
-                                   "'c' is stored as class 'C').", examples=["7"])
-    predicted: str = Field(description="What the model said (top-1 `prediction`).",
-                           examples=["1"])
     _ink_as_sent: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @field_validator("label", "predicted")
-    @classmethod
-    def _one_of_the_classes(cls, value: str) -> str:
-        return to_class(value)
 
     @model_validator(mode="wrap")
     @classmethod
-    def _keep_ink_as_sent(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> FeedbackRequest:
+    def _keep_ink_as_sent(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         # Validation turns 10 into 10.0; the store keeps the JSON values the client sent.
         request = handler(data)
         if isinstance(data, dict):
@@ -109,14 +104,127 @@ class FeedbackRequest(PredictRequest):
         return self._ink_as_sent
 
 
+class FeedbackRequest(PredictRequest, _KeepsInkAsSent):
+    """The ink of `/api/predict` (one of strokes, image or pixels, same limits), plus the answer."""
+
+    # Merged with PredictRequest's config (extra="forbid", no NaN): only the example changes.
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"strokes": [[[10, 10], [90, 10], [45, 95]]], "canvas": {"width": 100, "height": 100},
+         "label": "7", "predicted": "1"}]})
+    label: str = Field(description="The right character (lower case of a merged letter is fine: "
+                                   "'c' is stored as class 'C').", examples=["7"])
+    predicted: str = Field(description="What the model said (top-1 `prediction`).",
+                           examples=["1"])
+
+    @field_validator("label", "predicted")
+    @classmethod
+    def _one_of_the_classes(cls, value: str) -> str:
+        return to_class(value)
+
+
+def text_classes(text: str) -> str:
+    """The class of each non-space character of `text`, in order ("c" -> "C"); a ValueError
+    names the first one that is not a class, with its position."""
+    classes = []
+    for i, char in enumerate(text):
+        if char == " ":
+            continue  # the reader puts one where the ink leaves a wide gap: no character
+        try:
+            classes.append(to_class(char))
+        except ValueError as e:
+            raise ValueError(f"the character at position {i} (counting from 0) is wrong: "
+                             f"{e}") from None
+    if not classes:
+        raise ValueError("holds only spaces: give the characters the ink really is")
+    return "".join(classes)
+
+
+class StringFeedbackRequest(_KeepsInkAsSent):
+    """The strokes of `/api/read` (same limits), what it read, what it really is and, when the
+    page knows them, the strokes of each of its characters."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra={
+        "examples": [{"strokes": [[[10, 10], [10, 90]], [[40, 10], [70, 10], [40, 90], [75, 90]],
+                                  [[110, 10], [90, 50], [110, 90]]],
+                      "canvas": {"width": 150, "height": 100}, "charset": "all",
+                      "read": "1ZL", "text": "12C", "segments": [[0], [1], [2]]}]})
+
+    strokes: list[Stroke] = Field(
+        max_length=MAX_STROKES,
+        description="The strokes `/api/read` read, in writing order (as sent to it).")
+    canvas: Canvas | None = Field(None, description="Size of the area the strokes were drawn in.")
+    charset: Charset = Field("all", description="The character set the page was set to.")
+    read: str = Field(max_length=MAX_TEXT_CHARS,
+                      description="What the app read (its `text`); may be empty.")
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS,
+                      description="What it really is: digits, letters and spaces ('c' is class "
+                                  "'C').")
+    segments: list[Annotated[list[int], Field(max_length=MAX_STROKES)]] | None = Field(
+        None, max_length=MAX_TEXT_CHARS,
+        description="The strokes of each non-space character of `text`, left to right: one list "
+                    "of stroke indices per character (as `/api/read` gives each character's "
+                    "`strokes`). Strokes in no list are fine. Without it the correction is kept, "
+                    "but yields no per-character examples.")
+    _labels: str = PrivateAttr("")
+
+    @field_validator("text")
+    @classmethod
+    def _digits_letters_and_spaces(cls, value: str) -> str:
+        text_classes(value)
+        return value
+
+    @model_validator(mode="after")
+    def _segments_fit(self) -> StringFeedbackRequest:
+        _check_points(self.strokes)
+        parse_strokes(self.strokes)  # InkError when there is no ink at all
+        self._labels = text_classes(self.text)
+        if self.segments is None:
+            return self
+        if len(self.segments) != len(self._labels):
+            raise ValueError(f"segments: found {len(self.segments)} segments and "
+                             f"{len(self._labels)} characters in text (spaces not counted): give "
+                             "one list of stroke indices per character, or leave segments out")
+        chars = self.text.replace(" ", "")  # what segments[n] is the strokes of, for messages
+        owner: dict[int, int] = {}
+        for n, segment in enumerate(self.segments):
+            if not segment:
+                raise ValueError(f"segments[{n}] is empty: list the strokes of character "
+                                 f"{n} of text, {chars[n]!r}")
+            for i in segment:
+                if not 0 <= i < len(self.strokes):
+                    raise ValueError(f"segments[{n}] names stroke {i}, but the strokes are "
+                                     f"numbered 0 to {len(self.strokes) - 1}")
+                if i in owner:
+                    raise ValueError(f"stroke {i} is in segments[{owner[i]}] and segments[{n}]: "
+                                     "a stroke belongs to one character")
+                owner[i] = n
+            if not any(self.strokes[i] for i in segment):
+                raise ValueError(f"segments[{n}] ({chars[n]!r}): its strokes have no points: "
+                                 "a character needs ink")
+        return self
+
+    @property
+    def labels(self) -> str:
+        """The class of each non-space character of text."""
+        return self._labels
+
+
 class FeedbackSaved(BaseModel):
     id: int = Field(description="The stored correction's id.")
     label: str = Field(description="The class it was stored as.")
 
 
+class StringFeedbackSaved(BaseModel):
+    id: int = Field(description="The stored string correction's id.")
+    characters: int = Field(description="The per-character training examples it yields: one per "
+                                        "segment, 0 without segments.")
+
+
 class FeedbackStats(BaseModel):
     count: int = Field(description="Corrections stored, in all.")
     labels: dict[str, int] = Field(description="Corrections per right label.")
+    strings: int = Field(description="String corrections stored (`POST /api/feedback/read`).")
+    string_characters: int = Field(description="The per-character training examples they hold.")
 
 
 def kept_ink(ink: dict[str, Any]) -> dict[str, Any]:
@@ -180,22 +288,10 @@ def feedback_router(predictor: Predictor, engine: Engine,
         log.warning("only %.1f MB free on the disk of the corrections database %s: corrections "
                     "will be refused with 507 once it is full", free / 2**20, engine.url.database)
 
-    @router.post("", status_code=201, response_model=FeedbackSaved,
-                 summary="Store a correction: what a drawing really was",
-                 responses={413: {"description": "The ink is too large to keep"},
-                            422: {"description": "Unknown label, unreadable or empty ink"},
-                            503: {"description": "The store is unavailable; nothing was saved"},
-                            507: {"description": "The server's storage is full, or the store at "
-                                                 "its quota; nothing was saved"}})
-    def add(body: Annotated[FeedbackRequest, Body()]) -> FeedbackSaved:
-        """The body of `/api/predict` (`strokes`, `image` or `pixels`) plus `label` (the right
-        character) and `predicted` (what the model said). Answers 201 once it is committed."""
-        image = read(body)  # the same refusals as /api/predict: empty ink, bad image, ...
-        correction = Correction(label=body.label, predicted=body.predicted, charset=body.charset,
-                                ink=kept_ink(body.ink), input=image, model_name=predictor.name,
-                                model_sha256=model_sha256)
+    def saved(add: Callable[[], int]) -> int:
+        """The id `add` stored, or the 413, 507 or 503 that says why nothing was."""
         try:
-            new_id = add_correction(engine, correction, quota)
+            new_id = add()
         except CorrectionTooLarge as e:
             raise HTTPException(413, str(e)) from e
         except StoreFull as e:
@@ -212,9 +308,48 @@ def feedback_router(predictor: Predictor, engine: Engine,
             raise HTTPException(503, "the corrections store is unavailable right now "
                                      f"({type(e).__name__}); nothing was saved, try again") from e
         full.report(False, f"correction {new_id} saved")
+        return new_id
+
+    def responses(invalid: str) -> dict[int | str, dict[str, Any]]:
+        return {413: {"description": "The ink is too large to keep"},
+                422: {"description": invalid},
+                503: {"description": "The store is unavailable; nothing was saved"},
+                507: {"description": "The server's storage is full, or the store at its quota; "
+                                     "nothing was saved"}}
+
+    @router.post("", status_code=201, response_model=FeedbackSaved,
+                 summary="Store a correction: what a drawing really was",
+                 responses=responses("Unknown label, unreadable or empty ink"))
+    def add(body: Annotated[FeedbackRequest, Body()]) -> FeedbackSaved:
+        """The body of `/api/predict` (`strokes`, `image` or `pixels`) plus `label` (the right
+        character) and `predicted` (what the model said). Answers 201 once it is committed."""
+        image = read(body)  # the same refusals as /api/predict: empty ink, bad image, ...
+        correction = Correction(label=body.label, predicted=body.predicted, charset=body.charset,
+                                ink=kept_ink(body.ink), input=image, model_name=predictor.name,
+                                model_sha256=model_sha256)
+        new_id = saved(lambda: add_correction(engine, correction, quota))
         return FeedbackSaved(id=new_id, label=correction.label)
 
-    @router.get("/stats", response_model=FeedbackStats, summary="How many corrections, per label")
+    @router.post("/read", status_code=201, response_model=StringFeedbackSaved,
+                 summary="Store a string correction: what a string read by /api/read really was",
+                 responses=responses("A character of text that is not one of the 47 classes, "
+                                     "segments that do not fit text or the strokes, bad or "
+                                     "empty ink"))
+    def add_string(body: Annotated[StringFeedbackRequest, Body()]) -> StringFeedbackSaved:
+        """The `strokes` (and `canvas`) sent to `/api/read`, `read` (its `text`), `text` (what
+        it really is) and, optionally, `segments`: the strokes of each non-space character of
+        `text`, left to right (`/api/read` gives each character's `strokes`; where it split the
+        string wrong, the page's own). Each segmented character becomes a training example for
+        `emnist-draw feedback export`; without `segments` (a text retyped to another length) the
+        correction is kept and yields none. Answers 201 with that number once it is committed."""
+        correction = StringCorrection(read=body.read, text=body.text, labels=body.labels,
+                                      charset=body.charset, ink=body.ink, segments=body.segments,
+                                      model_name=predictor.name, model_sha256=model_sha256)
+        new_id = saved(lambda: add_string_correction(engine, correction, quota))
+        return StringFeedbackSaved(id=new_id, characters=correction.characters)
+
+    @router.get("/stats", response_model=FeedbackStats,
+                summary="How many corrections, per label, and how many string corrections")
     def stats() -> FeedbackStats:
         try:
             return FeedbackStats(**count_corrections(engine))
@@ -229,4 +364,5 @@ def feedback_router(predictor: Predictor, engine: Engine,
     return router
 
 
-__all__ = ["FeedbackRequest", "feedback_router", "kept_ink", "to_class"]
+__all__ = ["FeedbackRequest", "StringFeedbackRequest", "feedback_router", "kept_ink",
+           "text_classes", "to_class"]

@@ -447,13 +447,21 @@ def check_schema(engine: Engine) -> None:
     except SQLAlchemyError as e:
         raise StoreError(f"cannot read the schema of the corrections database {where}: "
                          f"{_reason(e)}") from e
-    if missing:
-        raise StoreError(
-            f"the corrections database {where} is marked as migrated but lacks "
-            f"{', '.join(missing)} (dropped or changed by hand?): restore it from a backup, or, "
-            "to start again with an empty table, drop its alembic_version table "
-            "(DROP TABLE alembic_version; that keeps any other data) and run "
-            "`emnist-draw db upgrade`")
+    if not missing:
+        return
+    if missing == [f"table {string_corrections.name}"]:
+        # Migration 0001 would fail on the corrections table that is still there: go back only
+        # to it, and 0002 makes this table again.
+        fix = ("to start again with an empty table, set the schema back to the revision before it "
+               "(UPDATE alembic_version SET version_num = '0001'; that keeps the corrections) "
+               "and run `emnist-draw db upgrade`")
+    else:  # 0002 skips its table when it is there, so every migration may run again
+        fix = ("to start again with an empty table, drop its alembic_version table "
+               "(DROP TABLE alembic_version; that keeps any other data) and run "
+               "`emnist-draw db upgrade`")
+    raise StoreError(f"the corrections database {where} is marked as migrated but lacks "
+                     f"{', '.join(missing)} (dropped or changed by hand?): restore it from a "
+                     f"backup, or, {fix}")
 
 
 # ---------------------------------------------------------------- reading and writing

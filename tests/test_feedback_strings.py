@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from emnist_draw import store
 from emnist_draw.data import BALANCED_CLASSES, load_pair
@@ -274,3 +274,22 @@ def test_a_store_made_by_0001_is_upgraded_keeping_its_rows(backend: Backend):
     command.downgrade(store.alembic_config(engine), "0001")
     assert "string_corrections" not in inspect(engine).get_table_names()
     assert [c.label for c in store.iter_corrections(engine)] == ["A"]
+
+
+def test_a_dropped_string_table_is_refused_with_a_fix_that_works(backend: Backend):
+    store.upgrade(backend.url)
+    engine = backend.engine()
+    store.add_correction(engine, store.Correction(
+        label="A", predicted="4", charset="all", ink={"strokes": SEVEN},
+        input=np.zeros((28, 28), np.uint8), model_name="m", model_sha256="0" * 64))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE string_corrections"))
+    with pytest.raises(store.StoreError, match="lacks table string_corrections") as refused:
+        store.upgrade(backend.url)
+    fix = str(refused.value).split("(")[-1].split(";")[0]  # the SQL the message gives
+    assert fix == "UPDATE alembic_version SET version_num = '0001'", str(refused.value)
+    with engine.begin() as conn:
+        conn.execute(text(fix))
+    store.upgrade(backend.url)
+    assert store.count_corrections(engine) == {"count": 1, "labels": {"A": 1}, "strings": 0,
+                                               "string_characters": 0}

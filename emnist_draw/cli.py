@@ -28,6 +28,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(evaluate_command(args)))
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from emnist_draw.calibration import calibrate
+
+    print(json.dumps(calibrate(args.model, args.data_dir)))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from emnist_draw.export import export
 
@@ -250,7 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", default=None, help="an idx images file (with --labels)")
     e.add_argument("--labels", default=None, help="an idx labels file (with --images)")
     e.add_argument("--confusion", default=None, metavar="PNG", help="write the confusion matrix")
+    e.add_argument("--charset", choices=["all", "digits", "letters"], default="all",
+                   help="read as the page does with this character set (digits for a digits set)")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("calibrate", help="fit a model's temperature on the pool's validation "
+                                         "part, into its metadata (export does it too)")
+    c.add_argument("model", help="a shipped model's name or an .onnx file")
+    c.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=data_dir_help)
+    c.set_defaults(func=cmd_calibrate)
 
     x = sub.add_parser("export", help="checkpoint -> ONNX model + metadata, with a parity check")
     x.add_argument("checkpoint", help="a .pt from `emnist-draw train` or the original demo")

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from emnist_draw.calibration import calibration_report, grouped
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """counts[true, predicted]."""
@@ -157,8 +159,14 @@ def evaluate_command(args) -> dict:
         raise SystemExit(f"emnist-draw evaluate: labels outside the {split} classes; "
                          "pass the right --split")
     truth = split_lut[labels]
-    predicted = model_lut[recognizer.logits(images).argmax(1)]
+    # Probabilities as served (calibrated, the charset's softmax), summed into the classes the
+    # labels tell apart: the confidence is that of the answer the figures score.
+    probs = grouped(recognizer.probabilities(images, args.charset), model_lut, len(names))
+    predicted = probs.argmax(1)
     if args.confusion:
         confusion_image(truth, predicted, names, args.confusion)
-    return {"model": recognizer.name, "data": name, "excluded_train_overlap": overlap,
-            **classification_report(truth, predicted, names)}
+    calibration = calibration_report(probs.max(1), predicted == truth)
+    return {"model": recognizer.name, "data": name, "charset": args.charset,
+            "excluded_train_overlap": overlap, **classification_report(truth, predicted, names),
+            "ece": calibration["ece"], "mean_confidence": calibration["mean_confidence"],
+            "temperature": recognizer.temperature}

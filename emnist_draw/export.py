@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from emnist_draw import preprocess
+from emnist_draw.calibration import calibrate
 from emnist_draw.data import BALANCED_CLASSES, EmnistFileError, build_pool, find_file
 from emnist_draw.evaluate import classification_report
 from emnist_draw.model import CNN, n_parameters, preset_config
@@ -190,5 +191,7 @@ def export(checkpoint: str | Path, out: str | Path, arch: str | None = None,
         stage = load_checkpoint(init)[1] if init and Path(init).is_file() else {}
     metadata["onnx_sha256"] = sha256_file(out)
     out.with_suffix(".json").write_text(json.dumps(metadata, indent=1))
+    if "validation" in metadata:  # the pool is at hand: calibrate on its validation part
+        metadata["calibration"] = calibrate(out, data_dir)
     return {k: metadata[k] for k in ("name", "parameters", "onnx_bytes", "parity")
             } | {"validation": metadata.get("validation")}

@@ -31,6 +31,7 @@ from PIL import Image
 from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.recognizer import Recognizer, display_label
+from emnist_draw.status import Ink, judge
 
 # The most primitives one character is made of: E and # are four strokes.
 MAX_PARTS = 4
@@ -63,6 +64,8 @@ class Character:
     top_k: list[tuple[str, str, float]]  # (label, display, probability)
     parts: list[int]                     # indices of the primitives: strokes, or column runs
     box: tuple[float, float, float, float]
+    status: str = "ok"                   # emnist_draw.status: ok, ambiguous, unsure, not_a_character
+    ambiguous_with: list[str] = field(default_factory=list)  # display labels, the answer first
 
 
 @dataclass
@@ -142,8 +145,12 @@ class StringReader:
 
         spans = _candidate_spans(sorted_boxes, line_height)
         images = np.stack([render([order[k] for k in range(a, b)]) for a, b in spans])
-        probs = self.recognizer.probabilities(images, charset)
-        log_probs = np.log(np.maximum(probs, 1e-12))
+        logits = self.recognizer.logits(images)
+        # The search's costs were tuned against the model's own softmax; what is shown, and
+        # judged, is the calibrated one (the same numbers as /api/predict).
+        log_probs = np.log(np.maximum(self.recognizer.softmax(logits, charset, calibrated=False),
+                                      1e-12))
+        probs = self.recognizer.softmax(logits, charset)
         span_index = {span: n for n, span in enumerate(spans)}
         span_boxes = {span: _union(sorted_boxes[span[0]:span[1]]) for span in spans}
         costs = [_fragment_cost(span_boxes[span], line_height) for span in spans]
@@ -205,11 +212,13 @@ class StringReader:
             n = span_index[(a, b)]
             top = np.argsort(-probs[n], kind="stable")[:min(top_k, int(allowed.sum()))]
             box = span_boxes[(a, b)]
+            status, alike = judge(probs[n], self.classes, images[n], Ink(tiny=costs[n] > 0))
             characters.append(Character(
                 prediction=self.classes[c], display=shown,
                 top_k=[(self.classes[i], display_label(self.classes[i]), float(probs[n, i])) for i in top],
                 parts=sorted(order[k] for k in range(a, b)),
-                box=tuple(float(v) for v in box)))
+                box=tuple(float(v) for v in box), status=status,
+                ambiguous_with=[display_label(self.classes[i]) for i in alike]))
         return Reading(best_text, characters, alternatives)
 
     def _word_bonus(self, plain: str, hinted: set[str]) -> float:

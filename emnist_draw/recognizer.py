@@ -103,10 +103,22 @@ class Recognizer:
         digits = np.array([c.isdigit() for c in self.classes])
         return {"all": np.ones_like(digits), "digits": digits, "letters": ~digits}[charset]
 
-    def probabilities(self, images: np.ndarray, charset: str = "all") -> np.ndarray:
+    @property
+    def temperature(self) -> float:
+        """Divides the logits before the softmax so that probabilities are calibrated
+        (emnist_draw/calibration.py); 1 for a model exported before calibration existed."""
+        return float(self.metadata.get("calibration", {}).get("temperature", 1.0))
+
+    def probabilities(self, images: np.ndarray, charset: str = "all",
+                      calibrated: bool = True) -> np.ndarray:
         """Softmax over the classes of the charset only: restricting the answer renormalises it."""
-        logits = np.where(self.allowed(charset), self.logits(images), -np.inf)
-        exp = np.exp(logits - logits.max(1, keepdims=True))
+        return self.softmax(self.logits(images), charset, calibrated)
+
+    def softmax(self, logits: np.ndarray, charset: str = "all",
+                calibrated: bool = True) -> np.ndarray:
+        scaled = logits / (self.temperature if calibrated else 1.0)
+        masked = np.where(self.allowed(charset), scaled, -np.inf)
+        exp = np.exp(masked - masked.max(1, keepdims=True))
         return exp / exp.sum(1, keepdims=True)
 
     def top_k(self, images: np.ndarray, k: int = 5,

@@ -39,6 +39,7 @@ from emnist_draw.server.inputs import (InkError, InputError, batch_to_inputs,
                                        image_bytes_to_input, open_image, request_to_input)
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.reading import read_router
+from emnist_draw.status import Ink
 from emnist_draw.server.schemas import (ERROR_RESPONSES, INPUT_ERRORS, MAX_BATCH,
                                         MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,
                                         BatchPrediction, Charset, PredictBody, Prediction,
@@ -117,6 +118,13 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         except ValueError as e:  # anything else preprocessing refuses is still the input's fault
             raise InputError(str(e)) from e
 
+    def ink_of(req: PredictRequest) -> Ink | None:
+        """The strokes' shape facts, for the answer's status; images and pixels have none."""
+        if req.strokes is None:
+            return None
+        canvas = (req.canvas.width, req.canvas.height) if req.canvas else None
+        return predictor.ink(req.strokes, canvas)
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
@@ -147,7 +155,7 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
                                                        limiter=image_decoders())
         else:
             image = read(body)
-        return predictor.predict(image[None], [options])[0]
+        return predictor.predict(image[None], [options], [ink_of(body)])[0]
 
     # The original demo's path, for clients written against it.
     app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
@@ -176,8 +184,8 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         refuses the whole batch, naming the item."""
         images = batch_to_inputs(body)  # bounded: pixels per batch, the request's deadline
         options = [(r.top_k, r.charset, r.return_input) for r in body]
-        return BatchPrediction(model=predictor.name,
-                               predictions=predictor.predict(np.stack(images), options))
+        return BatchPrediction(model=predictor.name, predictions=predictor.predict(
+            np.stack(images), options, [ink_of(r) for r in body]))
 
     @app.get("/api/model", summary="The model: classes, figures, preprocessing, limits")
     def model_info() -> dict[str, Any]:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from emnist_draw.preprocess import strokes_to_input
+from emnist_draw.preprocess import parse_strokes, strokes_to_input
+from emnist_draw.reader import StringReader
 from emnist_draw.recognizer import Recognizer, display_label
 from emnist_draw.server.schemas import Guess, Prediction
+from emnist_draw.status import Ink, judge, strokes_ink
 
 
 class Predictor:
     def __init__(self, model: str | Path | None = None):
         started = time.perf_counter()
         self.recognizer = Recognizer(model)
+        # One reader for /api/read and for telling /api/predict that it was sent several.
+        self.reader = StringReader(self.recognizer)
         self.warm()
         self.load_ms = 1000 * (time.perf_counter() - started)
 
@@ -26,14 +32,25 @@ class Predictor:
     def warm(self) -> None:
         # ONNX Runtime sizes its buffers on the first run; paying for that here, on a real drawing,
         # makes the first request as fast as the next.
-        image = strokes_to_input([[[10, 10], [10, 90]], [[0, 20], [10, 10]]], canvas_size=(100, 100))
-        self.predict(image[None], [(5, "all", True)])  # batches of one, what most requests are
+        strokes = [[[10, 10], [10, 90]], [[0, 20], [10, 10]]]
+        image = strokes_to_input(strokes, canvas_size=(100, 100))
+        self.predict(image[None], [(5, "all", True)], [self.ink(strokes, (100, 100))])
         self.predict(np.stack([image, image]), [(5, "all", False), (5, "digits", False)])
 
-    def predict(self, images: np.ndarray,
-                options: list[tuple[int, str, bool]]) -> list[Prediction]:
-        """images: (N, 28, 28) uint8; options: per image (top_k, charset, return_input)."""
+    def ink(self, strokes: Sequence, canvas: tuple[float, float] | None = None) -> Ink:
+        """What the strokes' shape says (emnist_draw.status); wide ink is read as a string too,
+        so that "42" on the one-character pad is answered "several characters", not "H"."""
+        ink = strokes_ink(parse_strokes(strokes), canvas)
+        if ink.wide and not (ink.tiny or ink.scribble):
+            ink = dataclasses.replace(ink, several=len(self.reader.read_strokes(strokes).characters) > 1)
+        return ink
+
+    def predict(self, images: np.ndarray, options: list[tuple[int, str, bool]],
+                inks: Sequence[Ink | None] | None = None) -> list[Prediction]:
+        """images: (N, 28, 28) uint8; options: per image (top_k, charset, return_input);
+        inks: per image, its shape facts where it came as strokes."""
         answers: list[Prediction | None] = [None] * len(images)
+        inks = inks or [None] * len(images)
         classes = self.recognizer.classes
         # One model run per character set in the batch: the set changes the softmax, not the logits.
         for charset in dict.fromkeys(charset for _, charset, _ in options):
@@ -45,7 +62,9 @@ class Predictor:
                 best = np.argsort(-p, kind="stable")[:min(k, allowed)]
                 top = [Guess(label=classes[i], display=display_label(classes[i]),
                              probability=float(p[i])) for i in best]
+                status, alike = judge(p, classes, images[row], inks[row] or Ink())
                 answers[row] = Prediction(
                     prediction=top[0].label, top_k=top, model=self.name, charset=charset,
+                    status=status, ambiguous_with=[display_label(classes[i]) for i in alike] or None,
                     input=images[row].reshape(-1).tolist() if with_input else None)
         return answers  # type: ignore[return-value]

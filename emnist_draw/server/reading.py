@@ -12,7 +12,6 @@ from PIL import Image
 
 from emnist_draw.preprocess import InkError
 from emnist_draw.reader import Reading as EngineReading
-from emnist_draw.reader import StringReader
 from emnist_draw.server.inputs import InputError, decode_base64_image, load_image, open_image
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, Alternative, Charset, Guess,
@@ -21,7 +20,7 @@ from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, Alternati
 
 def read_router(predictor: Predictor) -> APIRouter:
     router = APIRouter()
-    reader = StringReader(predictor.recognizer)
+    reader = predictor.reader
 
     def answer(reading: EngineReading, charset: str, from_strokes: bool) -> Reading:
         return Reading(
@@ -29,6 +28,7 @@ def read_router(predictor: Predictor) -> APIRouter:
             characters=[ReadCharacter(
                 prediction=c.prediction, display=c.display,
                 top_k=[Guess(label=label, display=shown, probability=p) for label, shown, p in c.top_k],
+                status=c.status, ambiguous_with=c.ambiguous_with or None,
                 strokes=c.parts if from_strokes else None, box=list(c.box))
                 for c in reading.characters],
             alternatives=[Alternative(text=t, score=s) for t, s in reading.alternatives],

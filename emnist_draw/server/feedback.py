@@ -288,10 +288,10 @@ def feedback_router(predictor: Predictor, engine: Engine,
         log.warning("only %.1f MB free on the disk of the corrections database %s: corrections "
                     "will be refused with 507 once it is full", free / 2**20, engine.url.database)
 
-    def saved(add: Callable[[], int]) -> int:
-        """The id `add` stored, or the 413, 507 or 503 that says why nothing was."""
+    def saved(insert: Callable[[], int]) -> int:
+        """The id `insert` stored, or the 413, 507 or 503 that says why nothing was."""
         try:
-            new_id = add()
+            new_id = insert()
         except CorrectionTooLarge as e:
             raise HTTPException(413, str(e)) from e
         except StoreFull as e:

@@ -73,7 +73,8 @@ def reliability_diagram(reports: dict[str, dict], path: str | Path, size: int = 
         draw.text((6, at(0, tick / 10)[1] - 6), f"{tick / 10:.1f}", fill="black")
     draw.text((margin, 12), "accuracy (up) against confidence (across), per bin", fill="black")
     for (name, report), color in zip(reports.items(), colors):
-        points = [at(b["confidence"], b["accuracy"]) for b in report["bins"]]
+        # A bin of a handful of images is noise that would hide the shape of the rest.
+        points = [at(b["confidence"], b["accuracy"]) for b in report["bins"] if b["images"] >= 30]
         draw.line(points, fill=color, width=2)
         for x, y in points:
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)

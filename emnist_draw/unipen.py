@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .calibration import calibration_report
 from .data import BALANCED_CLASSES, DEFAULT_DATA_DIR, to_balanced, write_idx
 from .preprocess import strokes_to_input
 
@@ -154,6 +155,7 @@ def evaluate_unipen(recognizer: Recognizer, part: str = "measure", quality: str 
     truth = np.array([classes.index(BALANCED_CLASSES[s.label]) for s in samples])
     predicted = logits.argmax(1)
     correct = predicted == truth
+    confidence = recognizer.softmax(logits).max(1)
     groups = np.array([s.group for s in samples])
     contributors = np.array([s.contributor for s in samples])
     writers = np.array([s.writer for s in samples])
@@ -173,6 +175,9 @@ def evaluate_unipen(recognizer: Recognizer, part: str = "measure", quality: str 
         "samples": len(samples),
         "writers": len({s.writer for s in samples}),
         "accuracy": _round(correct.mean()),
+        # Of the probabilities as served (calibrated); 15 bins, see emnist_draw/calibration.py
+        "ece": calibration_report(confidence, correct)["ece"],
+        "mean_confidence": _round(confidence.mean()),
         "balanced_accuracy": _round(np.mean([correct[truth == c].mean() for c in np.unique(truth)])),
         "classes_present": int(len(np.unique(truth))),
         "groups": {g: _figure(correct[groups == g]) for g in GROUPS},

@@ -69,6 +69,11 @@ def test_evaluate_an_idx_pair_and_an_official_split(data_dir, tmp_path):
     assert official["excluded_train_overlap"] > 1000
     assert official["images"] + official["excluded_train_overlap"] == 10_000
     assert set(official["per_class_recall"]) == set("0123456789")
+    # Calibrated, and read as a digits set reads: confident and right alike.
+    digits = run_evaluate("--split", "mnist", "--part", "test", "--charset", "digits")
+    assert digits["charset"] == "digits" and digits["temperature"] < 1
+    assert digits["accuracy"] > official["accuracy"] and digits["ece"] < 0.02
+    assert abs(digits["mean_confidence"] - digits["accuracy"]) < 0.02
 
 
 def test_evaluate_rejects_labels_of_the_wrong_scheme(data_dir, tmp_path):

@@ -68,6 +68,8 @@ def test_evaluation_report():
         assert sum(figure["wrong_by_writer"].values()) == wrong
         assert all(w.startswith("unipen/") for w in figure["wrong_by_writer"])
     assert 0 < report["render_ms_per_sample"] < 50
+    # Served probabilities: confident (calibrated well above the raw ~0.78), not over-sure.
+    assert 0 < report["ece"] < 0.1 and 0.85 < report["mean_confidence"] < 1
     assert np.isclose(report["accuracy"], sum(
         g["samples"] * g["accuracy"] for g in groups.values()) / 300, atol=1e-3)
 

@@ -1,5 +1,5 @@
-"""`emnist-draw serve|train|evaluate|export|predict|read|data|db|feedback`: one command line for the
-whole project."""
+"""`emnist-draw serve|train|evaluate|calibrate|export|predict|read|data|db|feedback`: one command
+line for the whole project."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ from emnist_draw.recognizer import Recognizer
 from emnist_draw.unipen import Sample
 
 from app_helpers import clearly_read_unipen, live_server
+from browser_helpers import mouse_draw, pad_points, reads, strokes_sent, touch_draw
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
-MAX_POINTS_DRAWN = 40  # per stroke: enough for the shape, few enough to draw quickly
 
 
 @pytest.fixture(scope="module")
@@ -47,42 +47,15 @@ def page(browser: Browser, server_url: str):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def pad_points(page: Page, sample: Sample) -> list[list[tuple[float, float]]]:
-    """The sample's strokes scaled into the middle of the pad, in page coordinates."""
-    box = page.get_by_test_id("pad").bounding_box()
-    xs = [x for s in sample.strokes for x, _ in s]
-    ys = [y for s in sample.strokes for _, y in s]
-    scale = 0.6 * box["width"] / max(max(xs) - min(xs), max(ys) - min(ys), 1)
-    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-    out = []
-    for stroke in sample.strokes:
-        step = max(1, len(stroke) // MAX_POINTS_DRAWN)
-        points = stroke[::step] + ([stroke[-1]] if (len(stroke) - 1) % step else [])
-        out.append([(box["x"] + box["width"] / 2 + (x - cx) * scale,
-                     box["y"] + box["height"] / 2 + (y - cy) * scale) for x, y in points])
-    return out
-
-
-def strokes_sent(request) -> int:
-    return len(json.loads(request.post_data)["strokes"])
-
-
 def draw(page: Page, strokes: list[list[tuple[float, float]]], strokes_before: int = 0) -> dict:
     """Draw with the mouse; returns the request the live reading sent after the last stroke."""
-    total = strokes_before + len(strokes)
-    with page.expect_request(lambda r: r.url.endswith("/api/predict")
-                             and strokes_sent(r) == total) as request:
-        for stroke in strokes:
-            page.mouse.move(*stroke[0])
-            page.mouse.down()
-            for point in stroke[1:]:
-                page.mouse.move(*point)
-            page.mouse.up()
+    with page.expect_request(reads("/api/predict", strokes_before + len(strokes))) as request:
+        mouse_draw(page, strokes)
     return json.loads(request.value.post_data)
 
 
 def draw_sample(page: Page, sample: Sample, strokes_before: int = 0) -> dict:
-    return draw(page, pad_points(page, sample), strokes_before)
+    return draw(page, pad_points(page, sample.strokes), strokes_before)
 
 
 def topk_labels(page: Page) -> list[str]:
@@ -236,20 +209,10 @@ def test_phone_touch_drawing(browser: Browser, server_url: str, chars: dict[str,
     # A finger: CDP touch events, which Chromium turns into pointer events of type "touch".
     cdp = context.new_cdp_session(page)
     with page.expect_request(lambda r: r.url.endswith("/api/predict")):
-        touch_draw(cdp, page, chars["7"])
+        touch_draw(cdp, pad_points(page, chars["7"].strokes))
     expect(page.get_by_test_id("prediction")).to_have_text("7")
     assert page.evaluate("window.scrollY") == 0  # drawing did not scroll the page
     context.close()
-
-
-def touch_draw(cdp, page: Page, sample: Sample) -> None:
-    """A finger draws the sample: CDP touch events, which Chromium turns into pointer events."""
-    for stroke in pad_points(page, sample):
-        points = [{"x": x, "y": y} for x, y in stroke]
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": points[:1]})
-        for point in points[1:]:
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
 def test_landscape_phone_fits_pad_and_buttons(browser: Browser, server_url: str,
@@ -271,9 +234,8 @@ def test_landscape_phone_fits_pad_and_buttons(browser: Browser, server_url: str,
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     # A finger (CDP touch events, as above) draws a 7, which is read.
     cdp = context.new_cdp_session(page)
-    with page.expect_request(lambda r: r.url.endswith("/api/predict")
-                             and strokes_sent(r) == len(chars["7"].strokes)):
-        touch_draw(cdp, page, chars["7"])
+    with page.expect_request(reads("/api/predict", len(chars["7"].strokes))):
+        touch_draw(cdp, pad_points(page, chars["7"].strokes))
     expect(page.get_by_test_id("prediction")).to_have_text("7")
     assert page.evaluate("window.scrollY") == 0  # drawing did not scroll the page
     page.get_by_test_id("clear").tap()  # the buttons answer a finger too

@@ -79,6 +79,12 @@ def test_the_page_works_under_its_policy(browser, server_url):
     width = page.get_by_test_id("topk").locator("li").first.evaluate(
         "li => li.querySelector('[style]')?.style.width ?? ''")
     assert width.endswith("%"), width
+    # Several characters: the same ink read as a string; its boxes are placed from script too.
+    with page.expect_response(lambda r: r.url.endswith("/api/read")):
+        page.get_by_test_id("mode-several").click()
+    expect(page.get_by_test_id("text")).to_have_text("7")
+    left = page.get_by_test_id("char").first.evaluate("b => b.style.left")
+    assert left.endswith("px"), left
     assert watched.violations() == [], watched.violations()
     assert watched.elsewhere == [], watched.elsewhere
     watched.context.close()

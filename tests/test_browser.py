@@ -6,6 +6,7 @@ Characters are drawn with real pointer events along the strokes of UNIPEN writer
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,179 @@ def test_landscape_phone_fits_pad_and_buttons(browser: Browser, server_url: str,
     page.get_by_test_id("clear").tap()  # the buttons answer a finger too
     expect(page.get_by_test_id("prediction")).to_have_text("")
     context.close()
+
+
+# ---------------------------------------------------------------- issue 15: what a first user hit
+
+def test_escape_in_the_charset_select_does_not_clear(page: Page, chars: dict[str, Sample]):
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    page.get_by_test_id("charset").focus()
+    page.keyboard.press("Escape")  # the select's: it closes its list, if open
+    page.keyboard.press("Delete")
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    expect(page.get_by_test_id("undo")).to_be_enabled()  # the strokes are still there
+    page.locator("body").focus()
+    page.get_by_test_id("predict").focus()
+    page.keyboard.press("Escape")  # elsewhere Esc still clears
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+
+
+def test_the_picker_is_one_tab_stop_moved_by_arrows(browser: Browser, server_url: str,
+                                                    chars: dict[str, Sample]):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=server_url)
+    page = context.new_page()
+    page.goto("/")
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    page.get_by_test_id("feedback").focus()
+    page.keyboard.press("Enter")
+    picker = page.get_by_test_id("feedback-picker")
+    expect(picker.get_by_role("grid")).to_be_visible()
+    buttons = picker.get_by_role("button")
+    # All of it on a 1280x800 screen, its last row included.
+    for button in (buttons.first, buttons.last):
+        box = button.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 800, box
+    focused = lambda: page.evaluate("document.activeElement.dataset.label")  # noqa: E731
+    assert focused() == "0"
+    assert picker.locator('button[tabindex="0"]').count() == 1  # one Tab stop
+    page.keyboard.press("ArrowRight")
+    assert focused() == "1"
+    page.keyboard.press("ArrowDown")  # rows of 8: 1 -> 9
+    assert focused() == "9"
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")  # 8, then 7 is what the model said: stepped over
+    assert focused() == "6"
+    page.keyboard.press("End")
+    assert focused() == "6"  # the row's end is 7, what the model said: the one before it
+    page.keyboard.press("Control+End")
+    assert focused() == "t"
+    page.keyboard.press("Control+Home")
+    assert focused() == "0"
+    assert picker.locator('button[tabindex="0"]').count() == 1
+    page.keyboard.press("Tab")  # out of the grid in one press
+    assert page.evaluate("!document.activeElement.closest('[data-testid=feedback-picker]')")
+    page.keyboard.press("Shift+Tab")  # back to where it was left
+    assert focused() == "0"
+    page.keyboard.press("ArrowRight")
+    with page.expect_request(lambda r: r.url.endswith("/api/feedback")) as request:
+        page.keyboard.press("Enter")  # Enter picks
+    assert json.loads(request.value.post_data)["label"] == "1"
+    expect(page.get_by_test_id("feedback-status")).to_have_text("Thanks — saved")
+    context.close()
+
+
+def test_the_pad_is_no_tab_stop(page: Page):
+    # It takes only a pointer; what a key could do there, the buttons and shortcuts do.
+    seen = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate("document.activeElement.dataset.testid || document.activeElement.id"))
+    assert "pad" not in seen, seen
+    assert seen[:4] == ["mode-one", "mode-several", "lang", "predict"], seen
+
+
+def test_percentages_are_written_the_language_s_way(page: Page, chars: dict[str, Sample]):
+    accuracy = page.request.get("/api/model").json()["metrics"]["balanced_accuracy"]
+    english = f"{accuracy * 100:.1f}%"
+    expect(page.locator("#model-info")).to_contain_text(english)
+    page.locator("#lang").click()
+    russian = f"{accuracy * 100:.1f}".replace(".", ",")
+    expect(page.locator("#model-info")).to_contain_text(russian)
+    assert english not in page.locator("#model-info").text_content()
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("topk").locator("li")).to_have_count(5)
+    for shown in page.get_by_test_id("topk").locator(".pct").all_text_contents():
+        assert "," in shown and "." not in shown, shown
+    expect(page.get_by_test_id("status")).to_contain_text("уверенность")
+    assert "." not in page.get_by_test_id("status").text_content()
+
+
+def test_predict_on_a_drawing_already_read_says_it_read_again(page: Page, chars: dict[str, Sample]):
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    status = page.get_by_test_id("status")
+    expect(status).not_to_contain_text("Read again")
+    with page.expect_response(lambda r: r.url.endswith("/api/predict")):
+        page.get_by_test_id("predict").click()
+    expect(status).to_contain_text("Read again: 7")
+    expect(status).to_have_class("status flash")
+
+
+# ---------------------------------------------------------------- issue 15: how sure the reading is
+
+def answer_with(status: str, **fields):
+    """A route that answers /api/predict with the real answer, its status replaced; readings
+    restricted to a character set pass through untouched."""
+    def handle(route):
+        if json.loads(route.request.post_data)["charset"] != "all":
+            route.continue_()
+            return
+        answer = route.fetch().json()
+        route.fulfill(json={**answer, "status": status, **fields})
+    return handle
+
+
+def test_ambiguous_offers_the_character_set(page: Page, chars: dict[str, Sample]):
+    page.route("**/api/predict", answer_with("ambiguous", ambiguous_with=["7", "T"]))
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("status")).to_have_text("7 or T?")
+    expect(page.get_by_test_id("prediction")).to_have_class("unsure")
+    with page.expect_request(lambda r: r.url.endswith("/api/predict")) as request:
+        page.get_by_test_id("use-digits").click()  # one tap: digits only, read again
+    assert json.loads(request.value.post_data)["charset"] == "digits"
+    expect(page.get_by_test_id("charset")).to_have_value("digits")
+    expect(page.get_by_test_id("status-actions")).to_be_hidden()
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+
+
+def test_ambiguous_between_letters_offers_no_character_set(page: Page, chars: dict[str, Sample]):
+    page.route("**/api/predict", answer_with("ambiguous", ambiguous_with=["O / o", "Q"]))
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("status")).to_have_text("O or Q?")
+    expect(page.get_by_test_id("status-actions")).to_be_hidden()
+
+
+def test_unsure_shows_the_alternatives(page: Page, chars: dict[str, Sample]):
+    page.route("**/api/predict", answer_with("unsure"))
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("status")).to_contain_text("Not sure: maybe 7, ")
+    expect(page.get_by_test_id("topk").locator("li")).to_have_count(5)
+    expect(page.get_by_test_id("prediction")).to_have_class("unsure")
+    page.locator("#lang").click()
+    expect(page.get_by_test_id("status")).to_contain_text("Не уверена")
+
+
+def test_not_a_character_shows_no_letter(page: Page, chars: dict[str, Sample]):
+    page.route("**/api/predict", answer_with("not_a_character"))
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("status")).to_have_text("That does not look like a character")
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+    expect(page.get_by_test_id("topk").locator("li")).to_have_count(0)
+
+
+def test_several_characters_switches_the_mode(page: Page, chars: dict[str, Sample]):
+    page.route("**/api/predict", answer_with("several_characters"))
+    n = len(chars["7"].strokes)
+    draw_sample(page, chars["7"])
+    expect(page.get_by_test_id("status")).to_have_text(
+        "Several characters: switch to Several characters")
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+    with page.expect_response(reads("/api/read", n)) as response:
+        page.get_by_test_id("switch-several").click()  # the same ink, read as a string
+    expect(page.get_by_test_id("mode-several")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_test_id("text")).to_have_text(response.value.json()["text"])
+    expect(page.get_by_test_id("char")).to_have_count(len(response.value.json()["characters"]))
+
+
+def test_a_dot_is_not_read_as_a_confident_letter(page: Page):
+    box = page.get_by_test_id("pad").bounding_box()
+    with page.expect_response(lambda r: r.url.endswith("/api/predict")) as response:
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    answer = response.value.json()
+    assert answer["status"] != "ok", answer
+    prediction = page.get_by_test_id("prediction")
+    # No letter at all, or one shown as unsure, with the status line saying why.
+    assert prediction.text_content() == "" or "unsure" in prediction.get_attribute("class")
+    expect(page.get_by_test_id("status")).not_to_have_text(re.compile(r"\d\s?% sure"))

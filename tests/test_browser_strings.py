@@ -244,11 +244,14 @@ def test_the_whole_text_can_be_retyped(page: Page, written: dict[str, Written]):
     expect(chars(page)).to_have_count(len(number))
 
 
-def test_undo_and_clear(page: Page, written: dict[str, Written]):
+def test_predict_undo_and_clear(page: Page, written: dict[str, Written]):
     number = written["number"]
     n = len(number.strokes)
     write(page, number)
     assert_read(page, number.text)
+    with page.expect_response(reads("/api/read", n)):
+        page.get_by_test_id("predict").click()  # on a string already read: it says it read again
+    expect(page.get_by_test_id("status")).to_contain_text(f"Read again: {number.text}")
     for undo, left in ((lambda: page.get_by_test_id("undo").click(), n - 1),
                        (lambda: page.keyboard.press("Control+z"), n - 2)):
         with page.expect_response(reads("/api/read", left)) as response:

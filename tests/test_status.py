@@ -20,12 +20,15 @@ PAD = {"width": 300, "height": 300}
 
 @pytest.fixture(scope="module")
 def client():
-    with live_server() as url, httpx.Client(base_url=url, timeout=30) as c:
-        yield c
+    with live_server() as url:
+        client = httpx.Client(base_url=url, timeout=30)
+        yield client
+        client.close()
 
 
 @pytest.fixture(scope="module")
 def recognizer():
+    """What the server loads, to pick the UNIPEN samples each test needs."""
     return Recognizer()
 
 

@@ -44,6 +44,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from emnist_draw.preprocess import InkError, image_to_input
     from emnist_draw.recognizer import Recognizer
+    from emnist_draw.status import judge
 
     recognizer = Recognizer(args.model)
     failed = False
@@ -55,7 +56,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
             failed = True
             continue
         top = recognizer.top_k(image[None], args.top_k, args.charset)[0]
-        print(json.dumps({"file": path, "prediction": top[0][0],
+        status, alike = judge(recognizer.probabilities(image[None], args.charset)[0],
+                              recognizer.classes, image)
+        print(json.dumps({"file": path, "prediction": top[0][0], "status": status,
+                          **({"ambiguous_with": [recognizer.classes[i] for i in alike]}
+                             if alike else {}),
                           "top_k": [{"label": c, "probability": round(p, 4)} for c, p in top]}))
     if failed:
         sys.exit(1)
@@ -78,7 +83,7 @@ def cmd_read(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps({"file": path, "text": reading.text,
                               "characters": [{"prediction": c.prediction, "display": c.display,
-                                              "box": c.box, "top_k": [
+                                              "box": c.box, "status": c.status, "top_k": [
                                                   {"label": l, "probability": round(p, 4)}
                                                   for l, _, p in c.top_k]}
                                              for c in reading.characters],

@@ -27,6 +27,9 @@ def test_predict_reads_image_files_either_polarity(data_dir, tmp_path):
     assert all(len(a["top_k"]) == 3 and a["prediction"].isdigit() for a in answers)
     correct = np.mean([a["prediction"] == str(label) for a, label in zip(answers, labels)])
     assert correct >= 0.85
+    # Read as digits, these are no look-alikes; a status that says so on the ones read surely.
+    assert {a["status"] for a in answers} <= {"ok", "unsure"}
+    assert all(a["status"] == "ok" for a in answers if a["top_k"][0]["probability"] > 0.5)
 
 
 def test_predict_names_the_file_it_cannot_read(tmp_path):

@@ -208,11 +208,13 @@ class StringReader:
         best_text = alternatives[0][0]
         characters = []
         letters = best_text.replace(" ", "")
-        for (a, b, c), shown in zip(best.steps, letters):
+        chosen = [c for _, _, c in best.steps]
+        for position, ((a, b, c), shown) in enumerate(zip(best.steps, letters)):
             n = span_index[(a, b)]
             top = np.argsort(-probs[n], kind="stable")[:min(top_k, int(allowed.sum()))]
             box = span_boxes[(a, b)]
-            status, alike = judge(probs[n], self.classes, images[n], Ink(tiny=costs[n] > 0))
+            status, alike = judge(self._in_context(logits[n], chosen, position, charset),
+                                  self.classes, images[n], Ink(tiny=costs[n] > 0))
             characters.append(Character(
                 prediction=self.classes[c], display=shown,
                 top_k=[(self.classes[i], display_label(self.classes[i]), float(probs[n, i])) for i in top],
@@ -220,6 +222,17 @@ class StringReader:
                 box=tuple(float(v) for v in box), status=status,
                 ambiguous_with=[display_label(self.classes[i]) for i in alike]))
         return Reading(best_text, characters, alternatives)
+
+    def _in_context(self, logits: np.ndarray, chosen: list[int], position: int,
+                    charset: str) -> np.ndarray:
+        """A character's probabilities as its string leaves them: among digits only when it and
+        all the others are digits, letters only when all are letters. The 0 of "2024" is then no
+        "0 or O?" (the string settled it), while a 1 in "AB1C" still is."""
+        others = [self.is_digit[c] for i, c in enumerate(chosen) if i != position]
+        same_kind = all(kind == self.is_digit[chosen[position]] for kind in others)
+        if charset == "all" and others and same_kind:  # an "O" amid digits stays in question
+            charset = "digits" if others[0] else "letters"
+        return self.recognizer.softmax(logits[None], charset)[0]
 
     def _word_bonus(self, plain: str, hinted: set[str]) -> float:
         if plain in hinted:

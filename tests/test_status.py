@@ -112,3 +112,22 @@ def test_judge_by_hand():
     assert status.judge(flat, classes, blank)[0] == "unsure"
     assert status.judge(probs, classes, np.full((28, 28), 200, np.uint8))[0] == "not_a_character"
     assert status.judge(probs, classes, blank, status.Ink(several=True))[0] == "several_characters"
+
+
+def test_a_string_settles_the_look_alikes_of_its_kind(client, recognizer):
+    """A 0 alone is "0 or O?"; amid digits it is a 0, amid letters an O, beside both a question."""
+    zero = next(s for s in load_samples("measure", "OK") if s.char == "0" and
+                predict(client, on_pad(s.strokes))["status"] == "ambiguous")
+    digits = clearly_read_unipen(recognizer, "24")
+    letters = clearly_read_unipen(recognizer, "KM")
+
+    def read(samples) -> list[tuple[str, str]]:
+        strokes, _ = compose(samples, gap=0.3)
+        body = {"strokes": on_pad(strokes, 0.9), "canvas": PAD}
+        return [(c["display"], c["status"]) for c in client.post("/api/read", json=body).json()["characters"]]
+
+    assert read([digits[0], zero, digits[1]]) == [("2", "ok"), ("0", "ok"), ("4", "ok")]
+    amid_letters = read([letters[0], zero, letters[1]])
+    assert amid_letters[1][0] in "Oo" and {status for _, status in amid_letters} == {"ok"}
+    mixed = read([letters[0], zero, digits[1]])
+    assert mixed[1][0] in "0Oo" and mixed[1][1] == "ambiguous", mixed

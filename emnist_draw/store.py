@@ -26,16 +26,17 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import (JSON, BigInteger, Column, Connection, DateTime, Engine, Integer,
-                        LargeBinary, MetaData, String, Table, create_engine, event, func, insert,
-                        inspect, select, text)
+from sqlalchemy import (JSON, BigInteger, Column, Connection, DateTime, Engine, ForeignKey,
+                        Integer, LargeBinary, MetaData, String, Table, case, create_engine, event,
+                        func, insert, inspect, select, text, update)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -98,6 +99,11 @@ string_corrections = Table(
     Column("ink", JSON, nullable=False, comment="strokes (and canvas) exactly as sent"),
     Column("model_name", String(200), nullable=False),
     Column("model_sha256", String(64), nullable=False),
+    # Set, never cleared: a later correction of the same ink said what it really is. The row is
+    # kept (it was acknowledged), but its labels are no longer what the person says.
+    Column("replaced_by", _Id, ForeignKey("string_corrections.id"), nullable=True,
+           comment="the later string correction of the same ink that supersedes this one; "
+                   "null: none, it counts"),
 )
 
 
@@ -120,6 +126,27 @@ class StoreMoved(StoreError):
 
 class CorrectionTooLarge(ValueError):
     """The ink of a correction is over MAX_INK_BYTES (the message says by how much)."""
+
+
+class CannotReplace(ValueError):
+    """A string correction names one it replaces that it cannot replace (the message says why);
+    nothing is saved."""
+
+
+class ReplacedNotFound(CannotReplace):
+    """There is no string correction with that id."""
+
+
+class ReplacedOtherInk(CannotReplace):
+    """The string correction named is of other ink: it is not the same reading corrected again."""
+
+
+class AlreadyReplaced(CannotReplace):
+    """The string correction named was replaced already, by `by`."""
+
+    def __init__(self, message: str, *, by: int):
+        super().__init__(message)
+        self.by = by
 
 
 @dataclass
@@ -158,8 +185,10 @@ class StringCorrection:
     segments: list[list[int]] | None
     model_name: str
     model_sha256: str
+    replaces: int | None = None  # the id of the correction of the same ink it supersedes
     id: int | None = None
     created_at: datetime | None = None
+    replaced_by: int | None = None  # set by a later correction that supersedes this one
 
     @property
     def characters(self) -> int:
@@ -490,20 +519,53 @@ def add_correction(engine: Engine, correction: Correction, quota: int | None = N
 def add_string_correction(engine: Engine, correction: StringCorrection,
                           quota: int | None = None) -> int:
     """Insert one string correction, as add_correction does a correction: the same quota, ink
-    bound and durability; returns its id once committed."""
+    bound and durability; returns its id once committed.
+
+    With `replaces`, the string correction of the same ink it supersedes is marked replaced by
+    it in the same transaction (both rows are kept), or nothing is saved: ReplacedNotFound,
+    ReplacedOtherInk, AlreadyReplaced (of two corrections replacing the same one at once, one
+    commits, the other gets AlreadyReplaced)."""
     if correction.segments is not None and len(correction.segments) != len(correction.labels):
         raise ValueError(f"{len(correction.segments)} segments for {len(correction.labels)} "
                          "labels: one segment per character")
     check_ink_size(correction.ink)
     created = correction.created_at or datetime.now(timezone.utc)
+    replace = (None if correction.replaces is None
+               else partial(_replace, old_id=correction.replaces, ink=correction.ink))
     new_id = _insert(engine, string_corrections, {
         "created_at": created, "read": correction.read, "text": correction.text,
         "labels": correction.labels, "segments": correction.segments,
         "characters": correction.characters, "charset": correction.charset,
         "ink": correction.ink, "model_name": correction.model_name,
-        "model_sha256": correction.model_sha256}, quota)
+        "model_sha256": correction.model_sha256}, quota, then=replace)
     correction.id, correction.created_at = new_id, created
     return new_id
+
+
+def _replace(conn: Connection, new_id: int, *, old_id: int, ink: dict[str, Any]) -> None:
+    """Inside the new row's transaction, after its insert: mark `old_id` replaced by `new_id`,
+    or raise CannotReplace (which rolls the new row back)."""
+    table = string_corrections
+    old = conn.execute(select(table.c.ink, table.c.replaced_by)
+                       .where(table.c.id == old_id)).one_or_none()
+    if old is None:
+        raise ReplacedNotFound(f"replaces: there is no string correction {old_id}: give the id "
+                               "an earlier 201 answer returned for this ink, or leave replaces "
+                               "out")
+    if ink_json(old.ink) != ink_json(ink):
+        raise ReplacedOtherInk(f"replaces names a correction of other ink: string correction "
+                               f"{old_id} was sent with other strokes or canvas; a correction "
+                               "replaces only one of the very same ink, as sent")
+    # Only if nothing replaced it yet: of two transactions replacing it at once, the second's
+    # UPDATE finds it replaced (SQLite: it waits for the write lock, which the insert took;
+    # PostgreSQL: it waits for the first to commit, then reads the row again) and updates nothing.
+    done = conn.execute(update(table).where(table.c.id == old_id, table.c.replaced_by.is_(None))
+                        .values(replaced_by=new_id))
+    if done.rowcount != 1:
+        by = conn.execute(select(table.c.replaced_by).where(table.c.id == old_id)).scalar_one()
+        raise AlreadyReplaced(f"replaces: string correction {old_id} was already replaced by "
+                              f"{by}: to correct this ink again, replace {by} (or the latest "
+                              "correction of it)", by=by)
 
 
 def check_ink_size(ink: dict[str, Any]) -> None:
@@ -514,14 +576,19 @@ def check_ink_size(ink: dict[str, Any]) -> None:
                                  f"{MAX_INK_BYTES:,}: send fewer points, or round the coordinates")
 
 
-def _insert(engine: Engine, table: Table, row: dict[str, Any], quota: int | None) -> int:
+def _insert(engine: Engine, table: Table, row: dict[str, Any], quota: int | None,
+            then: Callable[[Connection, int], None] | None = None) -> int:
     """Insert one row into `table`; its id once the transaction has committed into the file that
-    is still at the store's path. StoreFull (nothing saved) over the quota or with the disk full."""
+    is still at the store's path. StoreFull (nothing saved) over the quota or with the disk full.
+    `then(conn, new_id)` runs inside the transaction, after the insert: what it raises rolls the
+    row back."""
     with engine.connect() as conn:
         check_files(conn)  # nothing is written into a deleted file
         try:
             with conn.begin():  # commits on leaving the block, or raises: nothing in between
                 new_id = conn.execute(insert(table).returning(table.c.id), row).scalar_one()
+                if then is not None:
+                    then(conn, new_id)
                 # Measured after the insert, inside its transaction: the size with this row, and
                 # the write lock already held (a read first would make SQLite's later upgrade to
                 # a writer fail at once when another worker wrote meanwhile, busy timeout or not).
@@ -540,18 +607,23 @@ def _insert(engine: Engine, table: Table, row: dict[str, Any], quota: int | None
 
 
 def count_corrections(engine: Engine) -> dict[str, Any]:
-    """{"count": N, "labels": {class: N, ...}, "strings": N, "string_characters": N}: the
-    corrections per label (classes in EMNIST-balanced order), then the string corrections and
-    the per-character examples they hold."""
+    """{"count": N, "labels": {class: N, ...}, "strings": N, "strings_replaced": N,
+    "string_characters": N}: the corrections per label (classes in EMNIST-balanced order), then
+    the string corrections (all kept, and how many of them a later one replaced) and the
+    per-character examples of those nothing replaced."""
     with engine.connect() as conn:
         check_files(conn)  # not the counts of a deleted file
         rows = conn.execute(select(corrections.c.label, func.count())
                             .group_by(corrections.c.label)).all()
-        strings, characters = conn.execute(select(
-            func.count(), func.coalesce(func.sum(string_corrections.c.characters), 0))).one()
+        # The examples of what nothing replaced: what the export writes.
+        current = string_corrections.c.replaced_by.is_(None)
+        strings, replaced, characters = conn.execute(select(
+            func.count(), func.count(string_corrections.c.replaced_by),
+            func.coalesce(func.sum(case((current, string_corrections.c.characters), else_=0)),
+                          0))).one()
     labels = dict(sorted(((label, int(n)) for label, n in rows), key=lambda kv: to_balanced(kv[0])))
     return {"count": sum(labels.values()), "labels": labels, "strings": int(strings),
-            "string_characters": int(characters)}
+            "strings_replaced": int(replaced), "string_characters": int(characters)}
 
 
 def iter_corrections(engine: Engine, batch: int = 500) -> Iterator[Correction]:
@@ -569,7 +641,8 @@ def iter_corrections(engine: Engine, batch: int = 500) -> Iterator[Correction]:
 
 
 def iter_string_corrections(engine: Engine, batch: int = 500) -> Iterator[StringCorrection]:
-    """Every string correction, oldest first, read in batches."""
+    """Every string correction, oldest first, read in batches; those a later one replaced too
+    (their `replaced_by` set)."""
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=batch).execute(
             select(string_corrections).order_by(string_corrections.c.id))
@@ -578,13 +651,13 @@ def iter_string_corrections(engine: Engine, batch: int = 500) -> Iterator[String
                                    charset=row["charset"], ink=row["ink"],
                                    segments=row["segments"], model_name=row["model_name"],
                                    model_sha256=row["model_sha256"], id=row["id"],
-                                   created_at=row["created_at"])
+                                   created_at=row["created_at"], replaced_by=row["replaced_by"])
 
 
 def export_idx(engine: Engine, out: str | Path) -> dict[str, Any]:
     """Write every correction as EMNIST idx files (.gz) for `emnist-draw train --extra`: the
-    corrections' inputs, then each segmented character of the string corrections (its strokes
-    drawn by strokes_to_input), oldest first.
+    corrections' inputs, then each segmented character of the string corrections that nothing
+    replaced (its strokes drawn by strokes_to_input), oldest first.
 
     The same conventions as the official files: images stored transposed, labels numbered as
     the balanced split numbers its 47 classes. `train --extra OUT/emnist-feedback-images-idx3-
@@ -594,8 +667,11 @@ def export_idx(engine: Engine, out: str | Path) -> dict[str, Any]:
     for c in iter_corrections(engine):
         images.append(c.input)
         labels.append(to_balanced(c.label))
-    from_strings = 0
+    from_strings = replaced = 0
     for s in iter_string_corrections(engine):
+        if s.replaced_by is not None:  # a later correction of the same ink says what it is
+            replaced += 1
+            continue
         for image, label in s.examples():
             images.append(image)
             labels.append(to_balanced(label))
@@ -604,8 +680,8 @@ def export_idx(engine: Engine, out: str | Path) -> dict[str, Any]:
     out = Path(out)
     images_path = write_idx(out / f"{EXPORT_STEM}-images-idx3-ubyte.gz", stacked.transpose(0, 2, 1))
     labels_path = write_idx(out / f"{EXPORT_STEM}-labels-idx1-ubyte.gz", np.array(labels, np.uint8))
-    return {"count": len(labels), "from_strings": from_strings, "images": str(images_path),
-            "labels": str(labels_path)}
+    return {"count": len(labels), "from_strings": from_strings, "strings_replaced": replaced,
+            "images": str(images_path), "labels": str(labels_path)}
 
 
 def ink_json(ink: dict[str, Any]) -> str:
@@ -613,7 +689,8 @@ def ink_json(ink: dict[str, Any]) -> str:
     return json.dumps(ink, sort_keys=True, separators=(",", ":"))
 
 
-__all__ = ["Correction", "CorrectionTooLarge", "StoreError", "StoreFull", "StoreMoved",
+__all__ = ["AlreadyReplaced", "CannotReplace", "Correction", "CorrectionTooLarge",
+           "ReplacedNotFound", "ReplacedOtherInk", "StoreError", "StoreFull", "StoreMoved",
            "StringCorrection", "add_correction", "add_string_correction", "count_corrections",
            "corrections", "data_dir", "database_url", "export_idx", "iter_corrections",
            "iter_string_corrections", "make_engine", "open_store", "string_corrections",

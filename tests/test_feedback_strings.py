@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -114,7 +116,7 @@ def test_a_misread_unipen_string_becomes_one_example_per_character(served, tmp_p
     written = export(backend, tmp_path / "out")
     images, labels = load_pair(written["images"], written["labels"])  # as training reads them
     singles = list(store.iter_corrections(backend.engine()))
-    strings = list(store.iter_string_corrections(backend.engine()))
+    strings = [s for s in store.iter_string_corrections(backend.engine()) if s.replaced_by is None]
     from_strings = sum(s.characters for s in strings)
     assert written["from_strings"] == from_strings >= len(segments)
     assert written["count"] == len(labels) == len(singles) + from_strings
@@ -160,6 +162,98 @@ def test_spaces_are_no_characters_and_a_lower_case_is_its_class(served):
     # Strokes in no segment are fine (the reader drops tiny marks).
     r = client.post("/api/feedback/read", json={**GOOD, "text": "12", "segments": [[0], [2]]})
     assert r.status_code == 201 and r.json()["characters"] == 2, r.text
+
+
+def row(backend: Backend, correction_id: int) -> store.StringCorrection:
+    return next(s for s in store.iter_string_corrections(backend.engine()) if s.id == correction_id)
+
+
+def post(client: httpx.Client, body: dict) -> int:
+    """The id of a string correction the server saved."""
+    r = client.post("/api/feedback/read", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_a_second_character_corrected_replaces_the_first_correction(served, tmp_path):
+    # "1ZL" read; the person corrects character 2 ("12L": the L still wrong, and labelled as if
+    # right), then character 3 ("12C"), then retypes it whole to another length.
+    client, backend = served
+    before, exported = stats(client), export(backend, tmp_path / "before")
+    first = post(client, {**GOOD, "text": "12L"})
+    second = post(client, {**GOOD, "text": "12C", "replaces": first})
+    assert (row(backend, first).replaced_by, row(backend, second).replaced_by) == (second, None)
+    assert row(backend, second).text == "12C" and row(backend, first).text == "12L"  # both kept
+    after = stats(client)
+    assert after["strings"] == before["strings"] + 2
+    assert after["strings_replaced"] == before["strings_replaced"] + 1
+    assert after["string_characters"] == before["string_characters"] + 3  # "12C", not "12L" too
+    written = export(backend, tmp_path / "after")
+    assert written["from_strings"] == exported["from_strings"] + 3
+    assert written["strings_replaced"] == exported["strings_replaced"] + 1
+    images, labels = load_pair(written["images"], written["labels"])
+    assert labels[-3:].tolist() == [BALANCED_CLASSES.index(c) for c in "12C"]  # the latest last
+    assert np.array_equal(images[-1], strokes_to_input([INK[2]]))
+
+    # A retyped text (no segments) replaces it as well: then this ink yields no examples at all.
+    third = post(client, {**GOOD, "text": "12 C4", "segments": None, "replaces": second})
+    assert row(backend, second).replaced_by == third
+    assert stats(client)["string_characters"] == before["string_characters"]
+    assert export(backend, tmp_path / "retyped")["from_strings"] == exported["from_strings"]
+
+
+def test_replaces_that_cannot_be_is_a_clear_4xx_and_nothing_is_stored(served):
+    client, _ = served
+    first = post(client, GOOD)
+    second = post(client, {**GOOD, "replaces": first})
+    before = stats(client)
+    refused = [  # (changes to GOOD, status, words the message must hold)
+        # 422, not 404: /api/feedback/read is there; what the body names is not.
+        ({"replaces": 10**9}, 422, [f"no string correction {10**9}", "leave replaces out"]),
+        ({"replaces": second, "strokes": INK[:2], "text": "12", "segments": [[0], [1]]}, 422,
+         ["replaces names a correction of other ink", f"string correction {second}"]),
+        ({"replaces": second, "canvas": {"width": 300, "height": 200}}, 422, ["other ink"]),
+        ({"replaces": first}, 409, [f"string correction {first} was already replaced by "
+                                    f"{second}", f"replace {second}"]),
+        ({"replaces": 0}, 422, ["replaces", "greater than or equal to 1"]),
+        ({"replaces": "1"}, 422, ["replaces", "integer"]),
+        ({"replaces": 2**63}, 422, ["replaces", "less than or equal to"]),  # not the driver's
+    ]
+    for changes, status, words in refused:
+        r = client.post("/api/feedback/read", json={**GOOD, **changes})
+        assert r.status_code == status, (changes, r.text[:500])
+        detail = r.json()["detail"]
+        assert all(w in str(detail) for w in words), (changes, detail)
+    assert stats(client) == before
+    assert post(client, {**GOOD, "replaces": second})  # the latest can be replaced
+
+
+def test_two_corrections_replacing_the_same_one_at_once_one_wins(served):
+    client, backend = served
+    racers = 8
+    for _ in range(3):
+        old = post(client, GOOD)
+        before = stats(client)
+        start = threading.Barrier(racers)
+
+        def race(n: int) -> httpx.Response:
+            start.wait()
+            return client.post("/api/feedback/read",
+                               json={**GOOD, "text": f"1{n}C", "replaces": old})
+
+        with ThreadPoolExecutor(racers) as pool:
+            answers = list(pool.map(race, range(racers)))
+        won = [r for r in answers if r.status_code == 201]
+        assert len(won) == 1, [(r.status_code, r.text) for r in answers]
+        winner = won[0].json()["id"]
+        for r in answers:
+            if r is not won[0]:
+                assert r.status_code == 409, r.text
+                assert f"already replaced by {winner}" in r.json()["detail"], r.text
+        assert row(backend, old).replaced_by == winner
+        after = stats(client)
+        assert after["strings"] == before["strings"] + 1  # the losers were not kept
+        assert after["strings_replaced"] == before["strings_replaced"] + 1
 
 
 LONG = [[[12345.123456789012 + i, 23456.123456789012 + i] for i in range(1000)]] * 9
@@ -211,7 +305,7 @@ def test_the_endpoint_is_documented(served):
     client, _ = served
     operation = client.get("/openapi.json").json()["paths"]["/api/feedback/read"]["post"]
     assert operation["summary"] and "segments" in operation["description"]
-    assert {"201", "413", "422", "503", "507"} <= set(operation["responses"])
+    assert {"201", "409", "413", "422", "503", "507"} <= set(operation["responses"])
     schema = client.get("/openapi.json").json()["components"]["schemas"]["StringFeedbackRequest"]
     example = schema["examples"][0]
     # The example is a request the server takes.
@@ -267,7 +361,7 @@ def test_a_store_made_by_0001_is_upgraded_keeping_its_rows(backend: Backend):
                                     model_name="m", model_sha256="0" * 64)
     new_id = store.add_string_correction(engine, string)
     assert store.count_corrections(engine) == {"count": 1, "labels": {"A": 1}, "strings": 1,
-                                               "string_characters": 3}
+                                               "strings_replaced": 0, "string_characters": 3}
     back = next(store.iter_string_corrections(engine))
     assert (back.id, back.segments, back.ink) == (new_id, [[0], [1], [2]], {"strokes": INK})
     # And back down: 0002's downgrade drops its own table only.
@@ -292,4 +386,4 @@ def test_a_dropped_string_table_is_refused_with_a_fix_that_works(backend: Backen
         conn.execute(text(fix))
     store.upgrade(backend.url)
     assert store.count_corrections(engine) == {"count": 1, "labels": {"A": 1}, "strings": 0,
-                                               "string_characters": 0}
+                                               "strings_replaced": 0, "string_characters": 0}

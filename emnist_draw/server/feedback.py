@@ -40,9 +40,10 @@ from emnist_draw.server.inputs import InputError, decode_base64_image, open_imag
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.schemas import (MAX_STROKES, Canvas, Charset, PredictRequest, Stroke,
                                         _check_points)
-from emnist_draw.store import (MAX_TEXT_CHARS, Correction, CorrectionTooLarge, StoreFull,
-                               StoreMoved, StringCorrection, add_correction,
-                               add_string_correction, count_corrections, free_bytes, quota_bytes)
+from emnist_draw.store import (MAX_TEXT_CHARS, AlreadyReplaced, CannotReplace, Correction,
+                               CorrectionTooLarge, StoreFull, StoreMoved, StringCorrection,
+                               add_correction, add_string_correction, count_corrections,
+                               free_bytes, quota_bytes)
 
 log = logging.getLogger("uvicorn.error")  # uvicorn's console, as the app's own messages
 # An image longer than this (base64 text, ~72 KB of file) is kept reduced: the input is made from
@@ -56,6 +57,9 @@ LOW_DISK_BYTES = 64 * 1024 * 1024
 FULL_DETAIL = ("the server's storage is full: the correction was not saved (predictions still "
                "work); try again later")
 
+# The largest id a store holds (a signed 64-bit integer): a larger `replaces` is a 422 here, not
+# an overflow in the database driver.
+MAX_ID = 2**63 - 1
 INK_FIELDS = ("strokes", "canvas", "image", "pixels")
 # NFKC may turn a few characters into one ("\u2167" is "VIII"); a label is never longer than this.
 MAX_LABEL_CHARS = 8
@@ -165,6 +169,11 @@ class StringFeedbackRequest(_KeepsInkAsSent):
                     "of stroke indices per character (as `/api/read` gives each character's "
                     "`strokes`). Strokes in no list are fine. Without it the correction is kept, "
                     "but yields no per-character examples.")
+    replaces: int | None = Field(
+        None, ge=1, le=MAX_ID,
+        description="The id (from an earlier 201 answer) of a string correction of the same ink "
+                    "that this one supersedes: a second character corrected in the same reading. "
+                    "Both are kept; only the latest counts as training examples.")
     _labels: str = PrivateAttr("")
 
     @field_validator("text")
@@ -224,7 +233,10 @@ class FeedbackStats(BaseModel):
     count: int = Field(description="Corrections stored, in all.")
     labels: dict[str, int] = Field(description="Corrections per right label.")
     strings: int = Field(description="String corrections stored (`POST /api/feedback/read`).")
-    string_characters: int = Field(description="The per-character training examples they hold.")
+    strings_replaced: int = Field(description="Of them, those a later correction of the same ink "
+                                              "replaced (kept, but no training examples).")
+    string_characters: int = Field(description="The per-character training examples of those "
+                                               "nothing replaced.")
 
 
 def kept_ink(ink: dict[str, Any]) -> dict[str, Any]:
@@ -294,6 +306,12 @@ def feedback_router(predictor: Predictor, engine: Engine,
             new_id = insert()
         except CorrectionTooLarge as e:
             raise HTTPException(413, str(e)) from e
+        except AlreadyReplaced as e:  # a conflict with what is stored, not a malformed request
+            raise HTTPException(409, str(e)) from e
+        except CannotReplace as e:
+            # 422, not 404, for an id that does not exist: the path is there; what the body
+            # names is not (a 404 would read as "no such endpoint" to an older client).
+            raise HTTPException(422, str(e)) from e
         except StoreFull as e:
             full.report(True, e)
             detail = (f"{e}: the correction was not saved (predictions still work)" if e.quota
@@ -332,19 +350,26 @@ def feedback_router(predictor: Predictor, engine: Engine,
 
     @router.post("/read", status_code=201, response_model=StringFeedbackSaved,
                  summary="Store a string correction: what a string read by /api/read really was",
-                 responses=responses("A character of text that is not one of the 47 classes, "
-                                     "segments that do not fit text or the strokes, bad or "
-                                     "empty ink"))
+                 responses={**responses("A character of text that is not one of the 47 "
+                                        "classes, segments that do not fit text or the strokes, "
+                                        "bad or empty ink; replaces naming no string correction "
+                                        "or one of other ink"),
+                            409: {"description": "replaces names a correction already replaced "
+                                                 "(the message says by which)"}})
     def add_string(body: Annotated[StringFeedbackRequest, Body()]) -> StringFeedbackSaved:
         """The `strokes` (and `canvas`) sent to `/api/read`, `read` (its `text`), `text` (what
         it really is) and, optionally, `segments`: the strokes of each non-space character of
         `text`, left to right (`/api/read` gives each character's `strokes`; where it split the
         string wrong, the page's own). Each segmented character becomes a training example for
         `emnist-draw feedback export`; without `segments` (a text retyped to another length) the
-        correction is kept and yields none. Answers 201 with that number once it is committed."""
+        correction is kept and yields none. With `replaces`, the id of an earlier string
+        correction of the same ink (a second character corrected), that one is kept but no longer
+        counts. Answers 201 with that number once it is committed; 422 when `replaces` names no
+        correction or one of other ink, 409 when it was replaced already."""
         correction = StringCorrection(read=body.read, text=body.text, labels=body.labels,
                                       charset=body.charset, ink=body.ink, segments=body.segments,
-                                      model_name=predictor.name, model_sha256=model_sha256)
+                                      model_name=predictor.name, model_sha256=model_sha256,
+                                      replaces=body.replaces)
         new_id = saved(lambda: add_string_correction(engine, correction, quota))
         return StringFeedbackSaved(id=new_id, characters=correction.characters)
 

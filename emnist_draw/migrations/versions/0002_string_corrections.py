@@ -1,4 +1,5 @@
-"""The string_corrections table: strings read wrong, with the strokes of each character.
+"""The string_corrections table: strings read wrong, with the strokes of each character, and
+which later correction of the same ink replaced each one.
 
 Revision ID: 0002
 Revises: 0001
@@ -39,6 +40,10 @@ def upgrade() -> None:
         sa.Column("ink", sa.JSON(), nullable=False, comment="strokes (and canvas) exactly as sent"),
         sa.Column("model_name", sa.String(200), nullable=False),
         sa.Column("model_sha256", sa.String(64), nullable=False),
+        sa.Column("replaced_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  sa.ForeignKey("string_corrections.id"), nullable=True,
+                  comment="the later string correction of the same ink that supersedes this "
+                          "one; null: none, it counts"),
     )
 
 

@@ -117,7 +117,12 @@ class StringReader:
                    n_best: int = 5) -> Reading:
         """An image of one line of characters (either polarity). Characters must not touch:
         the primitives are runs of columns with ink, so touching ones read as one."""
-        ink = image_to_ink(image)
+        return self.read_ink(image_to_ink(image), charset, top_k, pattern, words, n_best)
+
+    def read_ink(self, ink: np.ndarray, charset: str = "all", top_k: int = 3,
+                 pattern: str | None = None, words: Sequence[str] | None = None,
+                 n_best: int = 5) -> Reading:
+        """The ink of a line image as preprocess.image_to_ink leaves it (white on black)."""
         inked = ink.any(0)
         edges = np.flatnonzero(np.diff(np.r_[False, inked, False]))
         runs = list(zip(edges[::2], edges[1::2]))

@@ -65,6 +65,14 @@ def strokes_ink(points: Sequence[np.ndarray], canvas: tuple[float, float] | None
                wide=extent[0] >= SEVERAL_ASPECT * max(float(extent[1]), 1e-9))
 
 
+def image_ink(ink: np.ndarray) -> Ink:
+    """The shape facts of an image's ink (preprocess.image_to_ink): only its width can be told."""
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    if not rows.size:
+        return Ink()
+    return Ink(wide=cols[-1] - cols[0] + 1 >= SEVERAL_ASPECT * (rows[-1] - rows[0] + 1))
+
+
 def judge(probabilities: np.ndarray, classes: Sequence[str], image: np.ndarray,
           ink: Ink = Ink()) -> tuple[str, list[int]]:
     """The status of one answer and, when ambiguous, the look-alike classes (indices, most

@@ -3,9 +3,13 @@ against the real server, on real UNIPEN ink and on made non-characters."""
 
 from __future__ import annotations
 
+import base64
+import io
+
 import httpx
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from emnist_draw import status
 from emnist_draw.data import BALANCED_CLASSES
@@ -131,3 +135,28 @@ def test_a_string_settles_the_look_alikes_of_its_kind(client, recognizer):
     assert amid_letters[1][0] in "Oo" and {status for _, status in amid_letters} == {"ok"}
     mixed = read([letters[0], zero, digits[1]])
     assert mixed[1][0] in "0Oo" and mixed[1][1] == "ambiguous", mixed
+
+
+def test_an_image_of_several_characters_says_so(client, recognizer):
+    """An image of "42" (and its upload) is several characters; an image of the 4 alone is not."""
+    four, two = clearly_read_unipen(recognizer, "42")
+    strokes, _ = compose([four, two], gap=0.4)
+
+    def png(strokes) -> bytes:
+        image = Image.new("L", (400, 160), 255)
+        draw = ImageDraw.Draw(image)
+        points = np.concatenate([np.asarray(s, float) for s in strokes])
+        low, scale = points.min(0), 120 / np.ptp(points[:, 1])
+        for stroke in strokes:
+            xy = [tuple((np.asarray(p) - low) * scale + 20) for p in stroke]
+            draw.line(xy, fill=0, width=8, joint="curve")
+        out = io.BytesIO()
+        image.save(out, "PNG")
+        return out.getvalue()
+
+    line, alone = png(strokes), png(four.strokes)
+    for data, expected in ((line, "several_characters"), (alone, "ok")):
+        body = {"image": base64.b64encode(data).decode()}
+        assert client.post("/api/predict", json=body).json()["status"] == expected
+        upload = client.post("/api/predict/upload", files={"file": ("x.png", data, "image/png")})
+        assert upload.json()["status"] == expected

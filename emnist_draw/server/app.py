@@ -25,6 +25,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,8 +36,8 @@ from emnist_draw.server import security
 from emnist_draw.server.apidocs import add_api_docs
 from emnist_draw.server.feedback import feedback_router
 from emnist_draw.server.inputs import (InkError, InputError, batch_to_inputs,
-                                       decode_base64_image, decode_image, demo_string_to_input,
-                                       image_bytes_to_input, open_image, request_to_input)
+                                       decode_base64_image, decode_ink, demo_string_to_input,
+                                       open_image, request_to_input)
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.reading import read_router
 from emnist_draw.status import Ink
@@ -118,6 +119,11 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         except ValueError as e:  # anything else preprocessing refuses is still the input's fault
             raise InputError(str(e)) from e
 
+    def read_image(image_file: Image.Image) -> tuple[np.ndarray, Ink]:
+        """An opened image -> the 28x28 input and its ink's shape facts (several characters?)."""
+        ink = decode_ink(image_file)
+        return preprocess.normalize(ink), predictor.image_ink(ink)
+
     def ink_of(req: PredictRequest) -> Ink | None:
         """The strokes' shape facts, for the answer's status; images and pixels have none."""
         if req.strokes is None:
@@ -149,13 +155,13 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
             image_file = open_image(decode_base64_image(body.image))
             width, height = image_file.size
             if width * height <= INLINE_IMAGE_PIXELS:
-                image = decode_image(image_file)
+                image, ink = read_image(image_file)
             else:
-                image = await anyio.to_thread.run_sync(decode_image, image_file,
-                                                       limiter=image_decoders())
+                image, ink = await anyio.to_thread.run_sync(read_image, image_file,
+                                                            limiter=image_decoders())
         else:
-            image = read(body)
-        return predictor.predict(image[None], [options], [ink_of(body)])[0]
+            image, ink = read(body), ink_of(body)
+        return predictor.predict(image[None], [options], [ink])[0]
 
     # The original demo's path, for clients written against it.
     app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
@@ -172,8 +178,8 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         return_input: Annotated[bool, Form()] = False,
     ) -> Prediction:
         data = file.file.read(MAX_IMAGE_BYTES + 1)  # one byte over is enough to refuse it
-        return predictor.predict(image_bytes_to_input(data)[None],
-                                 [(top_k, charset, return_input)])[0]
+        image, ink = read_image(open_image(data))
+        return predictor.predict(image[None], [(top_k, charset, return_input)], [ink])[0]
 
     @app.post("/api/predict/batch", response_model=BatchPrediction,
               response_model_exclude_none=True,

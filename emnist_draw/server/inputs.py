@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from emnist_draw.preprocess import InkError, image_to_input, pixels_to_input, strokes_to_input
+from emnist_draw.preprocess import (InkError, image_to_ink, normalize, pixels_to_input,
+                                   strokes_to_input)
 from emnist_draw.server.schemas import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE,
                                         N_PIXELS, PredictRequest)
 from emnist_draw.server.security import check_time
@@ -136,9 +137,15 @@ def _jpeg_segment(data: bytes, pos: int) -> int:
 
 def decode_image(image: Image.Image) -> np.ndarray:
     """An image from open_image -> the 28x28 input (the costly part: decoding and preprocessing)."""
+    return normalize(decode_ink(image))
+
+
+def decode_ink(image: Image.Image) -> np.ndarray:
+    """An image from open_image -> its ink, white on black (what normalize and the string
+    reader take)."""
     image = load_image(image)
     try:
-        return image_to_input(image)
+        return image_to_ink(image)
     except InkError:
         raise
     except (ValueError, OSError) as e:  # a mode Pillow cannot convert: still the file's fault
@@ -213,5 +220,5 @@ def demo_string_to_input(body: str) -> np.ndarray:
 
 
 __all__ = ["InkError", "InputError", "MAX_BATCH_PIXELS", "batch_to_inputs",
-           "decode_base64_image", "decode_image",
+           "decode_base64_image", "decode_image", "decode_ink",
            "demo_string_to_input", "image_bytes_to_input", "open_image", "request_to_input"]

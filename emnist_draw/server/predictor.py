@@ -13,7 +13,7 @@ from emnist_draw.preprocess import parse_strokes, strokes_to_input
 from emnist_draw.reader import StringReader
 from emnist_draw.recognizer import Recognizer, display_label
 from emnist_draw.server.schemas import Guess, Prediction
-from emnist_draw.status import Ink, judge, strokes_ink
+from emnist_draw.status import Ink, image_ink, judge, strokes_ink
 
 
 class Predictor:
@@ -44,6 +44,13 @@ class Predictor:
         if ink.wide and not (ink.tiny or ink.scribble):
             ink = dataclasses.replace(ink, several=len(self.reader.read_strokes(strokes).characters) > 1)
         return ink
+
+    def image_ink(self, ink: np.ndarray) -> Ink:
+        """The same for an image's ink (inputs.decode_ink): wide ink is read as a line."""
+        facts = image_ink(ink)
+        if facts.wide:
+            facts = dataclasses.replace(facts, several=len(self.reader.read_ink(ink).characters) > 1)
+        return facts
 
     def predict(self, images: np.ndarray, options: list[tuple[int, str, bool]],
                 inks: Sequence[Ink | None] | None = None) -> list[Prediction]:

@@ -69,6 +69,8 @@ bench: $(BIN)/.dev
 	mkdir -p build/bench
 	$(BIN)/python bench/model_latency.py $(call BENCH_JSON,model_latency)
 	$(BIN)/python bench/unipen_eval.py
+	$(BIN)/python bench/calibration.py $(call BENCH_JSON,calibration)
+	$(BIN)/python bench/status.py $(call BENCH_JSON,status)
 	$(BIN)/python bench/read_strings.py --part measure $(call BENCH_JSON,read_strings)
 	$(BIN)/python bench/read_strings.py --part tune --speed $(call BENCH_JSON,read_strings_speed)
 	$(BIN)/python bench/profile_request.py $(call BENCH_JSON,profile_request)

@@ -7,16 +7,16 @@ never tuned on. A digits or letters set is also scored as the page reads it with
 set: at 47 classes its errors are mostly look-alikes of the other kind (a letters set's "O" read
 "0"), which no calibration can know are absent.
 
-    .venv/bin/python bench/calibration.py [--model NAME] [--diagram docs/reliability.png]
+    .venv/bin/python bench/calibration.py [--model NAME] [--diagram docs/reliability.png] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 
+import benchlib
 from emnist_draw import data, unipen
 from emnist_draw.calibration import calibration_report, grouped, reliability_diagram
 from emnist_draw.data import BALANCED_CLASSES
@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--diagram", default=None, help="write the reliability diagram here")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     recognizer = Recognizer(args.model)
     identity = np.arange(len(recognizer.classes))
@@ -58,9 +59,9 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:48s} ECE {100 * r['ece']:5.2f}%  confidence {r['mean_confidence']:.4f}  "
               f"accuracy {r['accuracy']:.4f}")
-    print(json.dumps({"model": recognizer.name, "temperature": recognizer.temperature,
-                      **{k: {m: r[m] for m in ("ece", "mean_confidence", "accuracy")}
-                         for k, r in results.items()}}))
+    benchlib.write_json(args.json, {"model": recognizer.name, "temperature": recognizer.temperature,
+                                    **{k: {m: r[m] for m in ("ece", "mean_confidence", "accuracy")}
+                                       for k, r in results.items()}})
     if args.diagram:
         picked = {k: r for k, r in results.items() if k.startswith(("pool", "UNIPEN"))
                   or ("train" in k and "charset all" not in k and "mnist" not in k)}

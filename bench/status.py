@@ -9,18 +9,18 @@ an upload is (its blot check, and whether it holds several). Non-characters, mad
 side (as strokes, and drawn into images as a photo of them would be). The made ones come from
 one seed for tuning (--seed 1) and another for measuring (the default, 2).
 
-    .venv/bin/python bench/status.py [--samples 2000] [--seed 2] [--json]
+    .venv/bin/python bench/status.py [--samples 2000] [--seed 2] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+import benchlib
 from emnist_draw import data, unipen
 from emnist_draw.preprocess import image_to_ink, normalize, strokes_to_input
 from emnist_draw.server.predictor import Predictor
@@ -95,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=2000, help="per kind of ink")
     parser.add_argument("--seed", type=int, default=2, help="1 made the tuning set")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     predictor = Predictor()
@@ -117,12 +117,10 @@ def main() -> None:
     result = {name: {"n": sum(c.values()), "refused": round(sum(c[s] for s in REFUSED)
                                                              / sum(c.values()), 4), **c}
               for name, c in table.items()}
-    if args.json:
-        print(json.dumps(result))
-        return
     for name, row in result.items():
         rest = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("n", "refused"))
-        print(f"{name:36s} n={row['n']:6d} refused {100 * row['refused']:5.1f}%  ({rest})")
+        print(f"{name:44s} n={row['n']:6d} refused {100 * row['refused']:5.1f}%  ({rest})")
+    benchlib.write_json(args.json, {"seed": args.seed, "kinds": result})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from emnist_draw import store
+from emnist_draw.data import BALANCED_CLASSES, load_pair
 from emnist_draw.reader import StringReader
 from emnist_draw.recognizer import Recognizer
 from emnist_draw.unipen import Written, load_written
@@ -181,6 +183,26 @@ def test_keyboard_reaches_the_characters(page: Page, written: dict[str, Written]
     expect(page.locator("[data-testid=alternative]:enabled").first).to_be_focused()
 
 
+def export(data_dir: Path, out: Path) -> dict:
+    """`emnist-draw feedback export` of the page's store, as a person runs it; its summary."""
+    result = subprocess.run([*serve_command()[:-1], "feedback", "export", "--out", str(out),
+                             "--data-dir", str(data_dir)], capture_output=True, text=True,
+                            env={**os.environ, "DATABASE_URL": ""}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def correct(page: Page, i: int) -> tuple[dict, int]:
+    """Correct character i to its first alternative the page offers; what was posted and the
+    id the server saved it as."""
+    chars(page).nth(i).click()
+    pick = page.locator("[data-testid=alternative]:enabled").first  # not what it reads now
+    with page.expect_response(lambda r: r.url.endswith("/api/feedback/read")) as response:
+        pick.click()
+    assert response.value.status == 201, response.value.text()
+    return json.loads(response.value.request.post_data), response.value.json()["id"]
+
+
 def test_a_correction_reaches_the_store(page: Page, written: dict[str, Written], data_dir: Path,
                                         tmp_path: Path):
     number = written["number"].text
@@ -206,15 +228,63 @@ def test_a_correction_reaches_the_store(page: Page, written: dict[str, Written],
     assert after["strings"] == before["strings"] + 1
     assert after["string_characters"] == before["string_characters"] + len(number)
     # The command line exports what the page stored.
-    out = tmp_path / "export"
-    result = subprocess.run([*serve_command()[:-1], "feedback", "export", "--out", str(out),
-                             "--data-dir", str(data_dir)], capture_output=True, text=True,
-                            env={**os.environ, "DATABASE_URL": ""},
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    summary = export(data_dir, tmp_path / "export")
     assert summary["from_strings"] >= len(number), summary  # one image per corrected character
     assert Path(summary["images"]).is_file()
+
+
+def test_two_characters_corrected_leave_only_the_final_text_as_training_data(
+        page: Page, written: dict[str, Written], data_dir: Path, tmp_path: Path):
+    number = written["number"].text
+    write(page, written["number"])
+    before = export(data_dir, tmp_path / "before")
+    (first, first_id), (second, second_id) = correct(page, 1), correct(page, 3)
+    # The second names the first, which the server then keeps but no longer counts.
+    assert "replaces" not in first and second["replaces"] == first_id
+    assert first["text"][3] == number[3] != second["text"][3]  # the first said 4 was right
+    final = second["text"]
+    assert (final[:2], final[2], final[4:]) == (first["text"][:2], number[2], number[4:])
+    expect(page.get_by_test_id("text")).to_have_text(final)
+    engine = store.make_engine(f"sqlite:///{data_dir / store.SQLITE_FILE}")
+    try:
+        rows = {s.id: s for s in store.iter_string_corrections(engine)}
+    finally:
+        engine.dispose()
+    assert (rows[first_id].replaced_by, rows[second_id].replaced_by) == (second_id, None)
+    after = export(data_dir, tmp_path / "after")
+    assert after["from_strings"] == before["from_strings"] + len(number)  # not 2 x len(number)
+    assert after["strings_replaced"] == before["strings_replaced"] + 1
+    _, labels = load_pair(after["images"], after["labels"])
+    classes = [c if c in BALANCED_CLASSES else c.upper() for c in final]
+    assert labels[-len(number):].tolist() == [BALANCED_CLASSES.index(c) for c in classes]
+    # Clear starts a new drawing: its first correction replaces nothing.
+    page.get_by_test_id("clear").click()
+    write(page, written["number"])
+    again, _ = correct(page, 0)
+    assert "replaces" not in again
+
+
+def test_a_correction_made_before_the_last_one_is_saved_waits_for_its_id(
+        page: Page, written: dict[str, Written]):
+    write(page, written["number"])
+    held = []  # the first correction's request, kept from the server for a while
+    page.route("**/api/feedback/read", lambda route: held.append(route) if not held
+               else route.continue_())
+    posted = []
+    page.on("request", lambda r: posted.append(json.loads(r.post_data))
+            if r.url.endswith("/api/feedback/read") else None)
+    for i in (1, 3):  # the second tap before the first correction's answer came
+        chars(page).nth(i).click()
+        page.locator("[data-testid=alternative]:enabled").first.click()
+    page.wait_for_timeout(300)
+    assert len(held) == 1 and len(posted) == 1  # the second waits: it must name the first
+    with page.expect_response(lambda r: r.url.endswith("/api/feedback/read")) as first:
+        held[0].continue_()
+    with page.expect_response(lambda r: r.url.endswith("/api/feedback/read")) as second:
+        pass
+    assert first.value.status == second.value.status == 201, second.value.text()
+    assert json.loads(second.value.request.post_data)["replaces"] == first.value.json()["id"]
+    expect(page.get_by_test_id("read-feedback-status")).to_have_text("Thanks — saved")
 
 
 def test_the_whole_text_can_be_retyped(page: Page, written: dict[str, Written]):
@@ -321,6 +391,11 @@ def test_a_phone_writes_with_a_finger(browser: Browser, server_url: str,
     assert write(page, written["number"], cdp=cdp)["text"] == number
     assert_read(page, number)
     assert page.evaluate("window.scrollY") == 0  # writing did not scroll the page
+    # The text read and Copy on the screen too, held either way, without scrolling.
+    for test_id in ("text", "copy"):
+        box = page.get_by_test_id(test_id).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, (test_id, box)
+        assert box["y"] >= 0 and box["y"] + box["height"] <= height, (test_id, box)
     chars(page).nth(0).tap()
     expect(page.get_by_test_id("char-panel")).to_be_visible()
     page.get_by_test_id("clear").tap()

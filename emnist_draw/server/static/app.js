@@ -174,6 +174,12 @@ let feedbackShown = null;    // what the correction's status line says: {key} or
 let reading = null;          // several characters: {body, answer, shown: [display...], again}
 let openChar = null;         // the index of the character whose alternatives are shown
 let readShown = null;        // what the string correction's status line says: {key} or {error}
+// A drawing's corrections: each one the server saved replaces the one before, so that only the
+// latest text counts (correcting a 2nd character would otherwise leave the first correction,
+// whose other characters were still wrong, as training data).
+let drawing = 0;             // a new stroke, Undo, Clear or a mode switch starts a new drawing
+let sentRead = null;         // the last string correction saved: {drawing, id, strokes, canvas}
+let readQueue = Promise.resolve();  // string corrections go one at a time (see sendRead)
 
 const t = (key, ...args) => {
   const v = TEXT[lang][key];
@@ -303,6 +309,7 @@ function endStroke(e) {
   if (current) {
     strokes.push(current);
     current = null;
+    drawing++;
     redraw();
     updateButtons();
     clearTimeout(liveTimer);
@@ -715,14 +722,27 @@ ui.fixForm.addEventListener("submit", (e) => {
   });
 });
 
-async function sendRead(text, withSegments) {
+// One at a time: a character corrected before the previous correction's answer came must name
+// that correction in `replaces`, so it waits for its id.
+function sendRead(text, withSegments) {
   const now = reading;
-  const { body, answer } = now;
+  const forDrawing = drawing;
   readShown = { key: "feedbackSaving" };
   showReadFeedbackStatus();
-  const correction = { strokes: body.strokes, canvas: body.canvas, charset: body.charset,
-                       read: answer.text, text };
+  const sending = readQueue.then(() => postRead(now, forDrawing, text, withSegments));
+  readQueue = sending.catch(() => {});
+  return sending;
+}
+
+async function postRead(now, forDrawing, text, withSegments) {
+  const { body, answer } = now;
+  const earlier = sentRead?.drawing === forDrawing ? sentRead : null;
+  // The ink as this drawing's first correction sent it: Predict after a rotation reads the same
+  // strokes at another scale, and the server replaces only a correction of the very same ink.
+  const correction = { strokes: earlier?.strokes ?? body.strokes, canvas: earlier?.canvas ?? body.canvas,
+                       charset: body.charset, read: answer.text, text };
   if (withSegments) correction.segments = answer.characters.map((c) => c.strokes);
+  if (earlier) correction.replaces = earlier.id;
   let error = null;
   try {
     const res = await fetch("/api/feedback/read", {
@@ -730,8 +750,10 @@ async function sendRead(text, withSegments) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(correction),
     });
-    if (res.status !== 201) {
-      const reply = await res.json().catch(() => ({}));
+    const reply = await res.json().catch(() => ({}));
+    if (res.status === 201) {
+      sentRead = { drawing: forDrawing, id: reply.id, strokes: correction.strokes, canvas: correction.canvas };
+    } else {
       error = describeError(reply.detail) || `${res.status} ${res.statusText}`;
     }
   } catch (err) {
@@ -917,6 +939,7 @@ function clearPad() {
   current = null;
   activePointer = null;
   tapStart = null;
+  drawing++;
   clearTimeout(liveTimer);
   redraw();
   updateButtons();
@@ -926,6 +949,7 @@ function clearPad() {
 function undo() {
   if (strokes.length === 0) return;
   strokes.pop();
+  drawing++;
   redraw();
   updateButtons();
   if (strokes.length === 0) showEmpty("empty");
@@ -942,6 +966,7 @@ function updateButtons() {
 function setMode(next) {
   if (next === mode) return;
   mode = next;
+  drawing++;
   save(STORE.mode, mode);
   if (mode === "one") {
     strokes.length = 0;

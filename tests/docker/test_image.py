@@ -212,7 +212,13 @@ def test_a_correction_survives_a_restart_with_the_volume(image, server):
         status, saved = http("POST", f"{container.url}/api/feedback",
                              {"strokes": SEVEN, "canvas": CANVAS, "label": "L", "predicted": "7"})
         assert status == 201, saved
-        expected = {"count": 1, "labels": {"L": 1}}
+        # A string's correction too (migration 0002's table): "77" of which the second is fixed.
+        status, string = http("POST", f"{container.url}/api/feedback/read", {
+            "strokes": SEVEN + [[[x + 300, y] for x, y in SEVEN[0]]], "read": "77", "text": "7L",
+            "segments": [[0], [1]]})
+        assert status == 201 and string["characters"] == 2, string
+        expected = {"count": 1, "labels": {"L": 1}, "strings": 1, "strings_replaced": 0,
+                    "string_characters": 2}
         assert http("GET", f"{container.url}/api/feedback/stats")[1] == expected
 
         started = time.monotonic()

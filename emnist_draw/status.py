@@ -62,7 +62,7 @@ def strokes_ink(points: Sequence[np.ndarray], canvas: tuple[float, float] | None
     travel = sum(float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) for p in points)
     return Ink(tiny=canvas is not None and longest < TINY_EXTENT * min(canvas),
                scribble=longest > 0 and travel > SCRIBBLE_TRAVEL * longest,
-               wide=extent[0] >= SEVERAL_ASPECT * max(float(extent[1]), 1e-9))
+               wide=bool(extent[0] >= SEVERAL_ASPECT * max(float(extent[1]), 1e-9)))
 
 
 def image_ink(ink: np.ndarray) -> Ink:
@@ -70,7 +70,7 @@ def image_ink(ink: np.ndarray) -> Ink:
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     if not rows.size:
         return Ink()
-    return Ink(wide=cols[-1] - cols[0] + 1 >= SEVERAL_ASPECT * (rows[-1] - rows[0] + 1))
+    return Ink(wide=bool(cols[-1] - cols[0] + 1 >= SEVERAL_ASPECT * (rows[-1] - rows[0] + 1)))
 
 
 def judge(probabilities: np.ndarray, classes: Sequence[str], image: np.ndarray,

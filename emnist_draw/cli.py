@@ -363,6 +363,14 @@ def main(argv: list[str] | None = None) -> None:
     except (EmnistFileError, ValueError) as e:
         print(f"emnist-draw: {e}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as e:
+        # Imported here: the recognizer brings ONNX Runtime, which `--help` and `train` need not.
+        from emnist_draw.recognizer import ModelFileError
+
+        if not isinstance(e, ModelFileError):
+            raise
+        print(f"emnist-draw: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,17 @@ def test_predict_reads_image_files_either_polarity(data_dir, tmp_path):
     assert all(a["status"] == "ok" for a in answers if a["top_k"][0]["probability"] > 0.5)
 
 
+@pytest.mark.parametrize("command", [["predict", "x.png"], ["read", "x.png"], ["evaluate"],
+                                     ["calibrate"]])
+def test_a_missing_model_is_one_line_and_status_2(command, tmp_path):
+    model = str(tmp_path / "nope.onnx")
+    args = command + ([model] if command == ["calibrate"] else ["--model", model])
+    out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", *args], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("emnist-draw: ") and "no such model file" in out.stderr
+
+
 def test_predict_names_the_file_it_cannot_read(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", "predict",

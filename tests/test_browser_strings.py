@@ -370,19 +370,34 @@ def test_a_doubtful_character_is_marked(page: Page, written: dict[str, Written])
     expect(page.get_by_test_id("status")).to_contain_text("1 not sure")
 
 
-@pytest.mark.parametrize("viewport", [PHONE, PHONE_SIDEWAYS], ids=["portrait", "landscape"])
+# Phones held sideways, from the smallest (640x360, 667x375: the row of buttons is tight there,
+# the more so with the Russian labels) to the largest.
+SIDEWAYS = [PHONE_SIDEWAYS, {"width": 740, "height": 360}, {"width": 932, "height": 430},
+            {"width": 667, "height": 375}, {"width": 640, "height": 360}]
+BUTTONS = ("predict", "undo", "clear", "charset")
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+@pytest.mark.parametrize("viewport", [PHONE, *SIDEWAYS],
+                         ids=["portrait", *(f"landscape-{v['width']}x{v['height']}" for v in SIDEWAYS)])
 def test_a_phone_writes_with_a_finger(browser: Browser, server_url: str,
-                                      written: dict[str, Written], viewport: dict):
+                                      written: dict[str, Written], viewport: dict, lang: str):
     page, errors, elsewhere = open_page(browser, server_url, viewport, touch=True)
     page.get_by_test_id("mode-several").tap()
+    if lang == "ru":
+        page.locator("#lang").tap()
+        expect(page.get_by_test_id("copy")).to_have_text("Копировать")
     width, height = viewport["width"], viewport["height"]
     pad = page.get_by_test_id("pad").bounding_box()
-    # The screen's width, held either way; the pad and its buttons on screen without scrolling.
+    # The screen's width, held either way; the pad and its buttons on screen without scrolling,
+    # each button finger-sized.
     assert pad["width"] >= 0.9 * width and pad["width"] >= 1.8 * pad["height"], pad
-    for test_id in ("pad", "undo", "clear"):
+    for test_id in ("pad", *BUTTONS):
         box = page.get_by_test_id(test_id).bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= width, (test_id, box)
         assert box["y"] >= 0 and box["y"] + box["height"] <= height, (test_id, box)
+        if test_id != "pad":
+            assert box["height"] >= 40, (test_id, box)
     if width > height:
         assert pad["width"] >= 3 * pad["height"] and pad["height"] >= 180, pad
     assert page.evaluate("document.documentElement.scrollWidth") <= width
@@ -392,10 +407,18 @@ def test_a_phone_writes_with_a_finger(browser: Browser, server_url: str,
     assert_read(page, number)
     assert page.evaluate("window.scrollY") == 0  # writing did not scroll the page
     # The text read and Copy on the screen too, held either way, without scrolling.
+    boxes = {test_id: page.get_by_test_id(test_id).bounding_box()
+             for test_id in ("pad", *BUTTONS, "text", "copy")}
     for test_id in ("text", "copy"):
-        box = page.get_by_test_id(test_id).bounding_box()
+        box = boxes[test_id]
         assert box["x"] >= 0 and box["x"] + box["width"] <= width, (test_id, box)
         assert box["y"] >= 0 and box["y"] + box["height"] <= height, (test_id, box)
+    # Nothing overlaps: the pad above its buttons, the buttons above the text read and Copy.
+    buttons_top = min(boxes[b]["y"] for b in BUTTONS)
+    buttons_bottom = max(boxes[b]["y"] + boxes[b]["height"] for b in BUTTONS)
+    assert boxes["pad"]["y"] + boxes["pad"]["height"] <= buttons_top, boxes
+    for test_id in ("text", "copy"):
+        assert buttons_bottom <= boxes[test_id]["y"], (test_id, boxes)
     chars(page).nth(0).tap()
     expect(page.get_by_test_id("char-panel")).to_be_visible()
     page.get_by_test_id("clear").tap()

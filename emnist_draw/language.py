@@ -1,0 +1,252 @@
+"""What people write: a prior over strings, for the string reader's search.
+
+A string is one of several competing types, each a probability model over strings:
+
+- number: digits, each 1/10;
+- word, Word, WORD: a word of a frequency-weighted English list (emnist_draw/models/
+  english-words.txt.gz, from the wordfreq package) in lower, Capitalized or UPPER form;
+- text, Text, TEXT: free letters (made-up words, names), a character 4-gram with Witten-Bell
+  backoff trained on the same list's words, in the same three forms;
+- code: capitals and digits mixed (AB12C, R2D2), each 1/36;
+- any: anything EMNIST-balanced can spell, each 1/47 (aB3x).
+
+A string's prior is the mixture sum over types of P(type) P(string | type), kept per type as the
+search goes so that every prefix has an exact score (`advance`, `finish`) and no type is pruned
+away before its string ends. The type weights are fitted on the UNIPEN tune writers
+(bench/read_strings.py --fit). Classes are EMNIST-balanced's: a merged letter ("C": c or C) fits
+either case, an unmerged one ("a", "A") only its own.
+
+Build the shipped list (needs `pip install wordfreq`, a build-time tool only):
+    .venv/bin/python -m emnist_draw.language build
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from emnist_draw.data import MERGED_LETTERS
+
+WORDS_FILE = Path(__file__).parent / "models" / "english-words.txt.gz"
+TYPES = ("number", "word", "Word", "WORD", "text", "Text", "TEXT", "code", "any")
+# Each type's prior weight, fitted on the tune writers' composed and real strings (see the
+# module docstring); they need not sum to 1 (the search compares strings, not absolute
+# probabilities), and they are renormalized.
+TYPE_WEIGHTS = {"number": 0.25, "word": 0.25, "Word": 0.1, "WORD": 0.06, "text": 0.08,
+                "Text": 0.04, "TEXT": 0.02, "code": 0.15, "any": 0.05}
+_FORMS = {"word": "lower", "Word": "capitalized", "WORD": "upper",
+          "text": "lower", "Text": "capitalized", "TEXT": "upper"}
+_NGRAM_ORDER = 4                      # 3 letters of context
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+_END, _START = 26, 26                 # symbol 26: the end (as a next symbol), the start (in context)
+NEG = -math.inf
+
+
+@dataclass(frozen=True)
+class State:
+    """A prefix as the model sees it: per type its log probability so far, the letters (lower
+    case; None once a non-letter came), and the word list's range of words that start so."""
+    logp: tuple[float, ...]
+    letters: str | None = ""
+    lo: int = 0
+    hi: int = -1      # -1: the whole list (set on the first letter)
+    length: int = 0
+
+    @property
+    def total(self) -> float:
+        """log of sum over types of P(type) P(prefix | type)."""
+        return _logsumexp(self.logp)
+
+
+class LanguageModel:
+    """The mixture prior over strings of EMNIST-balanced classes; one per process (`default`)."""
+
+    def __init__(self, words: Sequence[str], counts: Sequence[float],
+                 weights: dict[str, float] | None = None):
+        order = np.argsort(np.array(words, dtype=object), kind="stable")
+        self.words = [words[i] for i in order]
+        counts = np.asarray(counts, float)[order]
+        self.cumulative = np.r_[0.0, np.cumsum(counts)].tolist()
+        self.counts = counts.tolist()
+        self.ngram = _ngram_table(self.words)
+        self.set_weights(weights or TYPE_WEIGHTS)
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        total = sum(weights[t] for t in TYPES)
+        self.weights = dict(weights)
+        self.start = State(tuple(math.log(weights[t] / total) if weights[t] > 0 else NEG
+                                 for t in TYPES))
+
+    # ---------------------------------------------------------------- the incremental score
+
+    def advance(self, state: State, label: str) -> State:
+        """The state after one more character of class `label` ("3", "A", "a", "C" = c or C)."""
+        logp = list(state.logp)
+        position = state.length
+        letter = label.lower() if label.isalpha() else None
+        for t, name in enumerate(TYPES):
+            if logp[t] == NEG:
+                continue
+            if name == "number":
+                logp[t] += -math.log(10) if label.isdigit() else NEG
+            elif name == "code":
+                fits = label.isdigit() or label.isupper()  # merged letters are upper case too
+                logp[t] += -math.log(36) if fits else NEG
+            elif name == "any":
+                logp[t] += -math.log(47)
+            elif letter is None or not _case_fits(label, _FORMS[name], position):
+                logp[t] = NEG
+        letters, lo, hi = None, 0, 0
+        if letter is not None and state.letters is not None:
+            letters = state.letters + letter
+            lo, hi = self._range(state, letters)
+            word_step = (math.log(self._mass(lo, hi) / self._mass(*self._span(state)))
+                         if hi > lo else NEG)
+            context = _context(state.letters)
+            text_step = math.log(self.ngram[context, _ALPHABET.index(letter)])
+            for t, name in enumerate(TYPES):
+                if logp[t] != NEG and name in _FORMS:
+                    logp[t] += word_step if name.lower() == "word" else text_step
+        return State(tuple(logp), letters, lo, hi, position + 1)
+
+    def finish(self, state: State) -> State:
+        """The state with the string ended: a word must be a whole word of the list, text
+        pays its n-gram's end."""
+        logp = list(state.logp)
+        if state.length == 0:
+            return State(tuple(NEG for _ in logp), state.letters, state.lo, state.hi, 0)
+        lo, hi = self._span(state)
+        whole = (state.letters is not None and hi > lo and self.words[lo] == state.letters)
+        word_end = math.log(self.counts[lo] / self._mass(lo, hi)) if whole else NEG
+        text_end = (math.log(self.ngram[_context(state.letters), _END])
+                    if state.letters is not None else NEG)
+        for t, name in enumerate(TYPES):
+            if logp[t] != NEG and name in _FORMS:
+                logp[t] += word_end if name.lower() == "word" else text_end
+        return State(tuple(logp), state.letters, state.lo, state.hi, state.length)
+
+    def score(self, labels: Sequence[str]) -> float:
+        """log P(string) of a whole string of classes."""
+        state = self.start
+        for label in labels:
+            state = self.advance(state, label)
+        return self.finish(state).total
+
+    def posterior(self, state: State) -> dict[str, float]:
+        """P(type | string) of a finished state."""
+        total = state.total
+        return {t: (math.exp(v - total) if v != NEG else 0.0) for t, v in zip(TYPES, state.logp)}
+
+    # ---------------------------------------------------------------- the word list's ranges
+
+    def _span(self, state: State) -> tuple[int, int]:
+        return (0, len(self.words)) if state.hi < 0 else (state.lo, state.hi)
+
+    def _range(self, state: State, letters: str) -> tuple[int, int]:
+        lo, hi = self._span(state)
+        if hi <= lo:
+            return 0, 0
+        return (bisect.bisect_left(self.words, letters, lo, hi),
+                bisect.bisect_left(self.words, letters + "{", lo, hi))  # "{" follows "z"
+
+    def _mass(self, lo: int, hi: int) -> float:
+        return self.cumulative[hi] - self.cumulative[lo]
+
+
+def _case_fits(label: str, form: str, position: int) -> bool:
+    """Whether a class can be a letter of a string written in `form` at `position`."""
+    if label.lower() in MERGED_LETTERS:
+        return True
+    upper = form == "upper" or (form == "capitalized" and position == 0)
+    return label.isupper() == upper
+
+
+def _context(letters: str) -> int:
+    """The n-gram context index of the last 3 letters, the start padded."""
+    codes = [_START] * (_NGRAM_ORDER - 1) + [_ALPHABET.index(c) for c in letters]
+    index = 0
+    for code in codes[-(_NGRAM_ORDER - 1):]:
+        index = index * 27 + code
+    return index
+
+
+def _ngram_table(words: Sequence[str]) -> np.ndarray:
+    """P(next | the 3 symbols before), (27^3, 27): Witten-Bell interpolation of the 4-, 3-, 2-
+    and 1-gram estimates down to the uniform one. Each word counts once: made-up words and
+    names look like the spelling of words, not like the frequency of "the"."""
+    text = "".join("{{{" + w + "|" for w in words)  # "{": start (code 26), "|": end (code 26 next)
+    codes = np.frombuffer(text.encode(), np.uint8).astype(np.int64) - ord("a")
+    codes[codes == ord("{") - ord("a")] = _START
+    codes[codes == ord("|") - ord("a")] = _END
+    # Every position that is a letter or an end, with the 3 symbols before it.
+    targets = np.flatnonzero(np.frombuffer(text.encode(), np.uint8) != ord("{"))
+    table = np.full(27, 1 / 27)
+    for order in range(1, _NGRAM_ORDER + 1):
+        k = order - 1  # context length
+        context = np.zeros(len(targets), np.int64)
+        for j in range(k, 0, -1):
+            context = context * 27 + codes[targets - j]
+        counts = np.zeros((27 ** k, 27))
+        np.add.at(counts, (context, codes[targets]), 1.0)
+        seen = counts.sum(1, keepdims=True)
+        distinct = (counts > 0).sum(1, keepdims=True)
+        # The lower order's estimate for each context: drop its oldest symbol.
+        lower = table[np.arange(27 ** k) % (27 ** max(k - 1, 0))] if k else table[None]
+        table = (counts + distinct * lower) / np.maximum(seen + distinct, 1e-12)
+        table[seen[:, 0] == 0] = lower[seen[:, 0] == 0]
+    return table
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == NEG:
+        return NEG
+    return top + math.log(sum(math.exp(v - top) for v in values if v != NEG))
+
+
+def load_words(path: str | Path = WORDS_FILE) -> tuple[list[str], list[float]]:
+    """The shipped list: one `word<TAB>count` a line (count per billion words)."""
+    words, counts = [], []
+    with gzip.open(path, "rt", encoding="ascii") as f:
+        for line in f:
+            word, count = line.split("\t")
+            words.append(word)
+            counts.append(float(count))
+    return words, counts
+
+
+@lru_cache(maxsize=1)
+def default() -> LanguageModel:
+    """The shipped model, built once per process on first use."""
+    return LanguageModel(*load_words())
+
+
+def build(out: str | Path = WORDS_FILE, size: int = 50_000) -> Path:
+    """Write the shipped list from wordfreq's English list: its `size` most frequent words,
+    letters only, lower case, with their frequency per billion words."""
+    from wordfreq import top_n_list, word_frequency
+
+    kept = {}
+    for word in top_n_list("en", size):
+        if word.isascii() and word.isalpha() and (len(word) > 1 or word in ("a", "i")):
+            kept[word.lower()] = max(1, round(word_frequency(word, "en") * 1e9))
+    out = Path(out)
+    with gzip.GzipFile(out, "wb", mtime=0) as f:  # mtime 0: the same list, the same bytes
+        f.write("".join(f"{w}\t{kept[w]}\n" for w in sorted(kept)).encode("ascii"))
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["build"]:
+        sys.exit("usage: python -m emnist_draw.language build")
+    path = build()
+    print(f"{path}: {len(load_words(path)[0])} words, {path.stat().st_size} bytes")

@@ -202,7 +202,7 @@ def test_d3_a_batch_of_large_images_is_refused_before_decoding(client, server):
 def test_d3_a_batch_past_its_deadline_stops_between_items():
     from emnist_draw.server.inputs import batch_to_inputs
     from emnist_draw.server.schemas import PredictRequest
-    from emnist_draw.server.security import DEADLINE
+    from emnist_draw.deadline import DEADLINE
 
     reqs = [PredictRequest(strokes=[[[0, 0], [9, 9]]])] * 3
     assert len(batch_to_inputs(reqs)) == 3

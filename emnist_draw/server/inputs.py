@@ -20,7 +20,7 @@ from emnist_draw.preprocess import (InkError, image_to_ink, normalize, pixels_to
                                    strokes_to_input)
 from emnist_draw.server.schemas import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE,
                                         N_PIXELS, PredictRequest)
-from emnist_draw.server.security import check_time
+from emnist_draw.deadline import check_time
 
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP")  # MPO: how Pillow names many phone cameras' JPEGs
 # Larger images are reduced to this many pixels on their longer side before preprocessing, which

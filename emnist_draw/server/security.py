@@ -9,7 +9,6 @@ workers, each process keeps its own rate-limit counts: the limit is per worker.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from emnist_draw.deadline import DEADLINE, check_time
 from emnist_draw.server.schemas import MAX_BODY_BYTES, MAX_JSON_VALUES
 
 # How `emnist-draw serve --workers N` hands the options to each worker's create_app().
@@ -233,16 +233,6 @@ class RequestTimeout:
                     503, f"the request took longer than {self.seconds:g} s and was stopped; "
                          "send it again (and all of its body at once)", {"retry-after": "1"})
                 await response(scope, receive, send)
-
-
-DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("deadline", default=math.inf)
-
-
-def check_time() -> None:
-    """Raise TimeoutError once this request is past its deadline: long work (a batch, in a
-    thread) calls it between steps, so what nobody will receive stops being computed."""
-    if time.monotonic() > DEADLINE.get():
-        raise TimeoutError("past the request's deadline")
 
 
 class WorkLimit:

@@ -1,18 +1,25 @@
 """How well strings are read: UNIPEN's printed words, numbers and codes through StringReader.
 
-    .venv/bin/python bench/read_strings.py --part measure          # the figures to report
-    .venv/bin/python bench/read_strings.py --part tune --limit 1500  # what the constants were tuned on
+    .venv/bin/python bench/read_strings.py --composed 600           # composed strings, by kind
+    .venv/bin/python bench/read_strings.py --part measure --limit 1000  # real UNIPEN strings
+    .venv/bin/python bench/read_strings.py --part tune --composed 600  # what was tuned on
     .venv/bin/python bench/read_strings.py --speed                  # ms per string by length
-    .venv/bin/python bench/read_strings.py --composed 300           # strings made of isolated characters
 
 Exact-string rate and character error rate (edit distance / length), both on the balanced form
-(no spaces; case ignored only for the 15 letters EMNIST-balanced merges), per kind of string and
-level, beside the naive way: strokes grouped once by overlapping x-extents, each group read on
-its own with no context (what sending each group to /api/predict gives). Numbers are also read
-with the digits set. Cursive samples (printed false) are reported apart: not a goal.
---composed writes numbers, words (UNIPEN tune writers' words) and LLDDD codes with the part's
-writers' isolated characters, at normal and tight spacing, read with no hint and with the fitting
-one (digits, letters, the pattern).
+(no spaces; case ignored only for the 15 letters EMNIST-balanced merges), per kind of string,
+for today's reader ("before": reader.py at git revision BEFORE, loaded beside the current one)
+and the current one ("after"), in one run, with no hint; numbers also with the digits set.
+--naive adds the naive way: strokes grouped once by overlapping x-extents, each group read on
+its own with no context (what sending each group to /api/predict gives).
+
+--composed N writes N strings with the part's writers' isolated characters (one writer per
+string where one wrote all its characters), the kinds in turn: numbers (4-8 digits), common
+words (the shipped list's 5,000 most frequent of 3-8 letters; half lower, a quarter Capitalized,
+a quarter UPPER), codes (4-6 capitals and digits, both present: AB12C, R2D2, 7KX9), made-up
+words (consonant-vowel syllables not in the list, the same three forms), random capitals (3-6)
+and mixes (4-6 lower-case letters and digits, both present); 30% tightly spaced (0.03 capital
+heights apart, else 0.25); seed 0. Real strings: UNIPEN's words file, printed samples (cursive
+with --all-styles).
 """
 
 from __future__ import annotations
@@ -29,12 +36,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from emnist_draw.language import load_words  # noqa: E402
 from emnist_draw.preprocess import strokes_to_input  # noqa: E402
 from emnist_draw.reader import StringReader, balanced_form, edit_distance  # noqa: E402
 from emnist_draw.recognizer import Recognizer  # noqa: E402
 from emnist_draw.unipen import PARTS, compose, load_samples, load_written  # noqa: E402
 
 SPACINGS = {"normal": 0.25, "tight": 0.03}
+# Today's reader, before the language model: the "before" column of every figure.
+BEFORE = "ba6edba"
 
 
 def naive(recognizer: Recognizer, strokes: list, charset: str = "all") -> str:
@@ -52,70 +62,162 @@ def naive(recognizer: Recognizer, strokes: list, charset: str = "all") -> str:
     return "".join(recognizer.classes[i] for i in probs.argmax(1))
 
 
-def evaluate(reader: StringReader, samples, with_naive: bool = True) -> dict:
+def evaluate(readers: dict, samples, with_naive: bool = False) -> dict:
+    """Real strings: exact and CER per style, level and kind for each reader, no hint; numbers
+    also with the digits set."""
     rows = defaultdict(lambda: defaultdict(list))
+    recognizer = next(iter(readers.values())).recognizer
     for s in samples:
         truth = balanced_form(s.text)
         style = "printed" if s.printed else "cursive or unknown"
         key = f"{style} {s.level}s: {s.kind}s"
-        runs = {"engine": reader.read_strokes(s.strokes).text}
-        if s.kind == "number":
-            runs["engine, digits"] = reader.read_strokes(s.strokes, charset="digits").text
-        if with_naive:
-            runs["naive"] = naive(reader.recognizer, s.strokes)
+        runs = {}
+        for name, reader in readers.items():
+            runs[name] = reader.read_strokes(s.strokes).text
             if s.kind == "number":
-                runs["naive, digits"] = naive(reader.recognizer, s.strokes, "digits")
+                runs[f"{name}, digits"] = reader.read_strokes(s.strokes, charset="digits").text
+        if with_naive:
+            runs["naive"] = naive(recognizer, s.strokes)
+            if s.kind == "number":
+                runs["naive, digits"] = naive(recognizer, s.strokes, "digits")
         for name, text in runs.items():
             errors = edit_distance(balanced_form(text), truth)
             rows[key][name].append((errors == 0, errors, len(truth)))
-    return {key: {name: {"strings": len(r), "exact": round(float(np.mean([e for e, _, _ in r])), 4),
-                         "cer": round(sum(n for _, n, _ in r) / sum(t for _, _, t in r), 4)}
-                  for name, r in sorted(runs.items())}
-            for key, runs in sorted(rows.items())}
+    return {f"{key} | {name}": _figure(r) for key, runs in sorted(rows.items())
+            for name, r in sorted(runs.items())}
 
 
-def composed(reader: StringReader, count: int, part: str = "measure", seed: int = 0) -> dict:
+def table(figures: dict) -> str:
+    """The figures as a markdown table: a row per kind, exact / CER per reader."""
+    keys = sorted(dict.fromkeys(k.split(" | ")[0] for k in figures), key=lambda k: ("," in k, k))
+    runs = sorted(dict.fromkeys(k.split(" | ")[1] for k in figures),
+                  key=lambda r: ("," in r, not r.startswith("before"), r))
+    lines = ["| kind | strings | " + " | ".join(f"{r}: exact / CER" for r in runs) + " |",
+             "|---|---|" + "---|" * len(runs)]
+    for key in keys:
+        cells = [figures.get(f"{key} | {r}") for r in runs]
+        count = next(c["strings"] for c in cells if c)
+        lines.append(f"| {key} | {count} | " + " | ".join(
+            f"{100 * c['exact']:.1f}% / {100 * c['cer']:.1f}%" if c else "" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+KINDS = ("number", "word", "code", "made-up", "capitals", "mix")
+# The goal's three kinds (numbers, words, codes) and the harder ones no list holds.
+TIGHT_SHARE = 0.3
+
+
+def _word_pool(size: int = 5000) -> list[str]:
+    """Common words: the language model's list's most frequent words of 3-8 letters."""
+    words, counts = load_words()
+    ranked = sorted(zip(counts, words), reverse=True)
+    return [w for _, w in ranked if 3 <= len(w) <= 8][:size]
+
+
+def _made_up(rng, known: set[str]) -> str:
+    """A pronounceable word that is not in the list: consonant-vowel syllables ("blorf")."""
+    onsets = ["b", "bl", "br", "d", "dr", "f", "fl", "g", "gr", "k", "l", "m", "n", "p", "pr",
+              "r", "s", "st", "t", "tr", "v", "z"]
+    while True:
+        word = "".join(onsets[rng.integers(len(onsets))] + "aeiou"[rng.integers(5)]
+                       for _ in range(rng.integers(2, 4)))
+        word += "" if rng.random() < 0.5 else "nrstlkf"[rng.integers(7)]
+        if word not in known and len(word) <= 9:
+            return word
+
+
+def make_text(kind: str, rng, pool: list[str], known: set[str]) -> str:
+    """One string of a kind, as people write it (with case)."""
+    upper, lower, digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789"
+    pick = lambda chars, n: "".join(chars[i] for i in rng.integers(len(chars), size=n))  # noqa: E731
+    if kind == "number":
+        return pick(digits, int(rng.integers(4, 9)))
+    if kind in ("word", "made-up"):
+        word = pool[rng.integers(len(pool))] if kind == "word" else _made_up(rng, known)
+        form = rng.random()
+        return word if form < 0.5 else word.capitalize() if form < 0.75 else word.upper()
+    if kind == "code":  # AB12C, R2D2, 7KX9: capitals and digits, at least one of each
+        while True:
+            text = pick(upper + digits, int(rng.integers(4, 7)))
+            if any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
+                return text
+    if kind == "capitals":
+        return pick(upper, int(rng.integers(3, 7)))
+    while True:  # mix: lower-case letters and digits
+        text = pick(lower + digits, int(rng.integers(4, 7)))
+        if any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
+            return text
+
+
+def composed_strings(count: int, part: str = "measure", seed: int = 0) -> list[tuple]:
+    """(kind, text, spacing, strokes): `count` strings, the kinds in turn, written with the part's
+    writers' isolated characters (one writer per string where one wrote all its characters)."""
     rng = np.random.default_rng(seed)
     by_writer = defaultdict(lambda: defaultdict(list))
     for sample in load_samples(part, "OK"):
         by_writer[sample.writer][sample.char].append(sample)
     writers = sorted(by_writer)
-    vocabulary = sorted({w.text for w in load_written("tune") if w.text.isalpha() and w.text.islower()
-                         and 3 <= len(w.text) <= 8})
-    letters, digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789"
-    rows = defaultdict(list)
+    pool = _word_pool()
+    known = set(load_words()[0])
+    out = []
     for n in range(count):
-        kind = ("number", "word", "code")[n % 3]
-        if kind == "number":
-            text = "".join(rng.choice(list(digits), rng.integers(4, 9)))
-        elif kind == "word":
-            text = vocabulary[rng.integers(len(vocabulary))]
-        else:
-            text = "".join(rng.choice(list(letters), 2)) + "".join(rng.choice(list(digits), 3))
-        hint = {"number": {"charset": "digits"}, "word": {"charset": "letters"},
-                "code": {"pattern": "LLDDD"}}[kind]
-        # One writer for the whole string where one wrote every character of it.
+        kind = KINDS[n % len(KINDS)]
+        text = make_text(kind, rng, pool, known)
         fits = [w for w in writers if all(by_writer[w][c] for c in text)]
-        pool = [by_writer[fits[rng.integers(len(fits))]]] if fits else [by_writer[w] for w in writers]
+        pools = [by_writer[fits[rng.integers(len(fits))]]] if fits else [by_writer[w] for w in writers]
         chars = []
         for c in text:
-            options = next(p[c] for p in pool if p[c]) if fits else [
-                s for p in pool for s in p[c]]
+            options = [s for p in pools for s in p[c]]
             chars.append(options[rng.integers(len(options))])
+        spacing = "tight" if rng.random() < TIGHT_SHARE else "normal"
+        strokes, _ = compose(chars, gap=SPACINGS[spacing])
+        out.append((kind, text, spacing, strokes))
+    return out
+
+
+def composed(readers: dict, strings: list[tuple]) -> dict:
+    """Exact and CER per kind (and per spacing) for each reader, no hint; numbers also with the
+    digits set."""
+    rows = defaultdict(list)
+    for kind, text, spacing, strokes in strings:
         truth = balanced_form(text)
-        for spacing, gap in SPACINGS.items():
-            strokes, _ = compose(chars, gap=gap)
-            naive_hint = hint.get("charset", "all")
-            runs = {"engine": reader.read_strokes(strokes).text,
-                    "engine, hint": reader.read_strokes(strokes, **hint).text,
-                    "naive": naive(reader.recognizer, strokes),
-                    "naive, hint": naive(reader.recognizer, strokes, naive_hint)}
-            for name, got in runs.items():
+        for name, reader in readers.items():
+            runs = {name: reader.read_strokes(strokes).text}
+            if kind == "number":
+                runs[f"{name}, digits"] = reader.read_strokes(strokes, charset="digits").text
+            for run, got in runs.items():
                 errors = edit_distance(balanced_form(got), truth)
-                rows[(f"{kind}s, {spacing} spacing", name)].append((errors == 0, errors, len(truth)))
-    return {f"{key} | {name}": {"strings": len(r), "exact": round(float(np.mean([e for e, _, _ in r])), 4),
-                                "cer": round(sum(n for _, n, _ in r) / sum(t for _, _, t in r), 4)}
-            for (key, name), r in sorted(rows.items())}
+                row = (errors == 0, errors, len(truth))
+                rows[(kind, run)].append(row)
+                rows[(f"{kind}, {spacing}", run)].append(row)
+                if kind in ("number", "word", "code") and "digits" not in run:
+                    rows[("numbers+words+codes", run)].append(row)
+                elif "digits" not in run:
+                    rows[("made-up+capitals+mix", run)].append(row)
+    return {f"{key} | {run}": _figure(r) for (key, run), r in sorted(rows.items())}
+
+
+def _figure(r: list) -> dict:
+    return {"strings": len(r), "exact": round(float(np.mean([e for e, _, _ in r])), 4),
+            "cer": round(sum(n for _, n, _ in r) / sum(t for _, _, t in r), 4)}
+
+
+def reader_before(recognizer: Recognizer, revision: str = BEFORE):
+    """The string reader as it was at `revision` (today's, for the side-by-side figures)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{revision}:emnist_draw/reader.py"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "reader_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("reader_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reader_before"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.StringReader(recognizer)
 
 
 def speed(reader: StringReader, samples, repeats: int = 30) -> dict:
@@ -153,23 +255,33 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="evenly spaced samples")
     parser.add_argument("--model", default=None)
     parser.add_argument("--all-styles", action="store_true", help="include cursive samples")
+    parser.add_argument("--naive", action="store_true", help="also the naive grouping")
     parser.add_argument("--speed", action="store_true", help="time reads by string length")
     parser.add_argument("--composed", type=int, default=0, metavar="N",
                         help="read N strings composed from the part's writers' characters")
+    parser.add_argument("--before", default=BEFORE,
+                        help="git revision of the reader to compare with ('' for none)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    reader = StringReader(Recognizer(args.model))
-    samples = [s for s in load_written(args.part) if args.all_styles or s.printed]
-    if args.limit and args.limit < len(samples):
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.limit).astype(int)]
-    result = {"part": args.part, "model": reader.recognizer.name}
+    recognizer = Recognizer(args.model)
+    readers = {"after": StringReader(recognizer)}
+    if args.before:
+        readers = {"before": reader_before(recognizer, args.before), **readers}
+    result = {"part": args.part, "model": recognizer.name, "before": args.before}
     if args.composed:
-        result["composed"] = composed(reader, args.composed, args.part)
-    elif args.speed:
-        result["speed"] = speed(reader, samples)
+        strings = composed_strings(args.composed, args.part)
+        result["composed"] = composed(readers, strings)
+        print(table(result["composed"]))
     else:
-        result["figures"] = evaluate(reader, samples)
-    print(json.dumps(result, indent=1))
+        samples = [s for s in load_written(args.part) if args.all_styles or s.printed]
+        if args.limit and args.limit < len(samples):
+            samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.limit).astype(int)]
+        if args.speed:
+            result["speed"] = speed(readers["after"], samples)
+            print(json.dumps(result, indent=1))
+        else:
+            result["figures"] = evaluate(readers, samples, args.naive)
+            print(table(result["figures"]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))

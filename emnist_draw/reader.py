@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from emnist_draw.data import MERGED_LETTERS
+from emnist_draw.known import Known, primitives as known_primitives
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.recognizer import Recognizer, display_label
 from emnist_draw.status import Ink, judge
@@ -98,18 +99,21 @@ class StringReader:
 
     def read_strokes(self, strokes: Sequence, charset: str = "all", top_k: int = 3,
                      pattern: str | None = None, words: Sequence[str] | None = None,
-                     n_best: int = 5) -> Reading:
-        """Strokes in writing order ([x, y] points, y down, any units)."""
+                     n_best: int = 5, known: Sequence[Known] = ()) -> Reading:
+        """Strokes in writing order ([x, y] points, y down, any units). `known`: characters the
+        writer confirmed, (stroke indices, label): each is kept as exactly that (emnist_draw.known)."""
         points = parse_strokes(strokes)
         kept = [i for i, s in enumerate(strokes) if len(s)]  # parse_strokes drops empty ones
-        boxes = [np.r_[p.min(0), p.max(0)] for p in points]
+        groups, fixed = known_primitives(kept, known, self.classes)
+        boxes = [np.r_[np.min([points[i].min(0) for i in g], 0), np.max([points[i].max(0) for i in g], 0)]
+                 for g in groups]
 
         def render(parts: Sequence[int]) -> np.ndarray:
-            return strokes_to_input([points[i] for i in parts])
+            return strokes_to_input([points[i] for p in parts for i in groups[p]])
 
-        reading = self._read(boxes, render, charset, top_k, pattern, words, n_best)
+        reading = self._read(boxes, render, charset, top_k, pattern, words, n_best, fixed)
         for character in reading.characters:
-            character.parts = [kept[i] for i in character.parts]
+            character.parts = sorted(kept[i] for p in character.parts for i in groups[p])
         return reading
 
     def read_image(self, image: bytes | Image.Image, charset: str = "all", top_k: int = 3,
@@ -140,7 +144,8 @@ class StringReader:
 
     def _read(self, boxes: list[np.ndarray], render: Callable[[Sequence[int]], np.ndarray],
               charset: str, top_k: int, pattern: str | None, words: Sequence[str] | None,
-              n_best: int) -> Reading:
+              n_best: int, fixed: dict[int, int] | None = None) -> Reading:
+        """`fixed`: primitives the writer confirmed -> their class (see emnist_draw.known)."""
         allowed = self.recognizer.allowed(charset)
         kinds = _pattern_kinds(pattern)
         order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
@@ -149,8 +154,15 @@ class StringReader:
         line_height = max(float(everything[3] - everything[1]), 1e-9)
 
         spans = _candidate_spans(sorted_boxes, line_height)
+        fixed = fixed or {}
+        # A confirmed character is a candidate of its own, never part of a larger one.
+        spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
         images = np.stack([render([order[k] for k in range(a, b)]) for a, b in spans])
         logits = self.recognizer.logits(images)
+        known_class = {n: fixed[order[a]] for n, (a, b) in enumerate(spans) if b - a == 1 and order[a] in fixed}
+        for n, c in known_class.items():  # certain: probability 1, status ok, in any context
+            logits[n] = -50.0
+            logits[n, c] = 50.0
         # The search's costs were tuned against the model's own softmax; what is shown, and
         # judged, is the calibrated one (the same numbers as /api/predict).
         log_probs = np.log(np.maximum(self.recognizer.softmax(logits, charset, calibrated=False),
@@ -158,7 +170,8 @@ class StringReader:
         probs = self.recognizer.softmax(logits, charset)
         span_index = {span: n for n, span in enumerate(spans)}
         span_boxes = {span: _union(sorted_boxes[span[0]:span[1]]) for span in spans}
-        costs = [_fragment_cost(span_boxes[span], line_height) for span in spans]
+        costs = [0.0 if n in known_class else _fragment_cost(span_boxes[span], line_height)
+                 for n, span in enumerate(spans)]
         ranked = np.argsort(-probs, axis=1, kind="stable")
         # A pattern asks for a kind at each place: the best classes of each kind, not only the
         # best overall (a 0 read as O, Q, D, U first still offers its 0 where a digit is due).
@@ -179,8 +192,9 @@ class StringReader:
                     n = span_index.get((start, end))
                     if n is None:
                         continue
-                    for c in choices[kinds[position] if kinds else None][n]:
-                        if not allowed[c]:
+                    options = choices[kinds[position] if kinds else None][n]
+                    for c in ((known_class[n],) if n in known_class else options):
+                        if not allowed[c] and n not in known_class:
                             continue
                         score = hyp.score + log_probs[n, c] + CHARACTER_BONUS - costs[n]
                         if hyp.steps:

@@ -22,14 +22,17 @@ def read_router(predictor: Predictor) -> APIRouter:
     router = APIRouter()
     reader = predictor.reader
 
-    def answer(reading: EngineReading, charset: str, from_strokes: bool) -> Reading:
+    def answer(reading: EngineReading, charset: str, from_strokes: bool,
+               known: list[list[int]] = ()) -> Reading:
+        confirmed = {tuple(sorted(strokes)) for strokes in known}
         return Reading(
             text=reading.text,
             characters=[ReadCharacter(
                 prediction=c.prediction, display=c.display,
                 top_k=[Guess(label=label, display=shown, probability=p) for label, shown, p in c.top_k],
                 status=c.status, ambiguous_with=c.ambiguous_with or None,
-                strokes=c.parts if from_strokes else None, box=list(c.box))
+                strokes=c.parts if from_strokes else None, box=list(c.box),
+                known=tuple(c.parts) in confirmed)
                 for c in reading.characters],
             alternatives=[Alternative(text=t, score=s) for t, s in reading.alternatives],
             model=predictor.name, charset=charset)
@@ -51,7 +54,9 @@ def read_router(predictor: Predictor) -> APIRouter:
                        words=body.words, n_best=body.alternatives)
         try:
             if body.strokes is not None:
-                return answer(reader.read_strokes(body.strokes, **options), body.charset, True)
+                known = [(k.strokes, k.label) for k in body.known or ()]
+                return answer(reader.read_strokes(body.strokes, known=known, **options),
+                              body.charset, True, [k for k, _ in known])
             image = open_image(decode_base64_image(body.image))
             return answer(read_image(image, **options), body.charset, False)
         except (InkError, InputError):

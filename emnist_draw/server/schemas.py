@@ -5,11 +5,16 @@ Every limit is here, so `GET /api/model` and the docs can state them and the tes
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag,
                       model_validator)
+
+from emnist_draw.data import BALANCED_CLASSES, to_balanced
+from emnist_draw.preprocess import parse_strokes
 
 MAX_STROKES = 100
 MAX_POINTS_PER_STROKE = 2_000
@@ -72,6 +77,12 @@ class PredictRequest(BaseModel):
     top_k: int = Field(5, ge=1, le=47, description="How many of the most likely classes to return.")
     charset: Charset = Field("all", description="Restrict the answer to digits or letters.")
     return_input: bool = Field(False, description="Also return the 28x28 image the model saw.")
+
+    @functools.cached_property
+    def points(self) -> list[np.ndarray]:
+        """The strokes parsed once (preprocess.parse_strokes: InkError if there is no ink), for
+        the status facts, the string reader and preprocessing alike."""
+        return parse_strokes(self.strokes)
 
     @model_validator(mode="after")
     def _one_input(self) -> PredictRequest:
@@ -193,6 +204,26 @@ def limits() -> dict[str, int]:
 
 MAX_WORDS = 5_000  # a caller's word list; longer lists belong in a lexicon, not in each request
 MAX_WORD_LENGTH = 64
+KNOWN_HELP = (
+    "Characters the writer confirmed (e.g. picked from a box's alternatives): each keeps its label "
+    "and its strokes stay one character, never merged with others, while the rest is re-read. "
+    "Send them with every read of the same ink (after a new stroke, Undo or Predict), with "
+    "indices into this request's strokes. Each stroke in at most one; at most one per stroke; "
+    "only with strokes; a label of the charset's kind.")
+
+
+class KnownCharacter(BaseModel):
+    """A character the writer confirmed: its strokes and its label."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    strokes: list[Annotated[int, Field(ge=0, lt=MAX_STROKES)]] = Field(
+        min_length=1, max_length=MAX_STROKES,
+        description="Indices into the request's strokes (0-based) that make the character.")
+    label: str = Field(
+        min_length=1, max_length=1,
+        description="One of the 47 classes (0-9, A-Z, a b d e f g h n q r t), or a merged letter "
+                    "(c i j k l m o p s u v w x y z) in either case: 'm' is the class 'M'. The "
+                    "text shows a merged letter in the case the string decides, as for any other.")
 
 
 class ReadRequest(BaseModel):
@@ -220,6 +251,7 @@ class ReadRequest(BaseModel):
         None, max_length=MAX_WORDS,
         description="Words the string is likely to be; a reading that is one of them is preferred.")
     alternatives: int = Field(5, ge=1, le=20, description="How many whole-string readings to return.")
+    known: list[KnownCharacter] | None = Field(None, max_length=MAX_STROKES, description=KNOWN_HELP)
 
     @model_validator(mode="after")
     def _one_input(self) -> ReadRequest:
@@ -228,7 +260,38 @@ class ReadRequest(BaseModel):
             raise ValueError("give exactly one of 'strokes' or 'image'"
                              + (f" (got {', '.join(given)})" if given else ""))
         _check_points(self.strokes)
+        if self.known:
+            _check_known(self.known, self.strokes, self.charset)
         return self
+
+
+def _check_known(known: list[KnownCharacter], strokes: list | None, charset: str) -> None:
+    if strokes is None:
+        raise ValueError("'known' needs 'strokes': its characters are indices into them")
+    if len(known) > len(strokes):
+        raise ValueError(f"{len(known)} known characters for {len(strokes)} strokes: at most one "
+                         "per stroke")
+    owner: dict[int, int] = {}
+    for n, character in enumerate(known):
+        try:
+            kind = BALANCED_CLASSES[to_balanced(character.label)]
+        except KeyError:
+            raise ValueError(f"known[{n}].label {character.label!r} is not one of the 47 classes: "
+                             f"use one of {BALANCED_CLASSES}, merged letters in either case") from None
+        if charset != "all" and kind.isdigit() != (charset == "digits"):
+            raise ValueError(f"known[{n}].label {character.label!r} is not in charset {charset!r}: "
+                             "drop the charset or that known character")
+        for index in character.strokes:
+            if index >= len(strokes):
+                raise ValueError(f"known[{n}].strokes: {index} is not a stroke index (the request "
+                                 f"has {len(strokes)} strokes, 0 to {len(strokes) - 1})")
+            if not strokes[index]:
+                raise ValueError(f"known[{n}].strokes: stroke {index} is empty")
+            if index in owner:
+                where = "twice in it" if owner[index] == n else f"also in known[{owner[index]}]"
+                raise ValueError(f"known[{n}].strokes: stroke {index} is {where}; a stroke belongs "
+                                 "to one character")
+            owner[index] = n
 
 
 class ReadCharacter(BaseModel):
@@ -241,6 +304,8 @@ class ReadCharacter(BaseModel):
     strokes: list[int] | None = Field(
         None, description="Indices into the request's strokes that make this character.")
     box: list[float] = Field(description="[x0, y0, x1, y1] in the request's units (pixels for images).")
+    known: bool = Field(False, description="True for a character sent in the request's 'known': "
+                                           "kept as the writer confirmed it (probability 1).")
 
 
 class Alternative(BaseModel):

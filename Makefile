@@ -43,14 +43,15 @@ docker-test: $(BIN)/.dev
 # 30 epochs with drawing augmentation; 4 more with the UNIPEN tune writers' ink (rendered by
 # emnist_draw/preprocess.py, given three times for weight) added, augmented too; then 3 short
 # epochs on the plain images plus the plain ink.
-# bf16 halves the time on CPUs with AVX512-BF16 (like this one) and on GPUs; elsewhere it may be
-# slower than fp32: drop --precision bf16 there (fp32 here: about twice the time).
-TRAIN_1 := emnist-draw train --preset medium --precision bf16 --out runs/medium --epochs 30
+# --precision auto: bf16 where the CPU has AVX512-BF16 or AMX-BF16 (or on a GPU with bf16), where
+# it halves the time; fp32 elsewhere (emulated bf16 is slower and rounds differently). Each stage
+# says which it chose on its first line ("precision: ...").
+TRAIN_1 := emnist-draw train --preset medium --precision auto --out runs/medium --epochs 30
 INK := runs/unipen/unipen-tune-ok-images-idx3-ubyte.gz
 TRAIN_INK := emnist-draw data unipen --out runs/unipen
 INK3 := --extra $(INK) --extra $(INK) --extra $(INK)
-TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-ink --epochs 4 --lr 1e-3 --precision bf16 $(INK3)
-TRAIN_3 := emnist-draw train --preset medium --init runs/medium-ink/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision bf16 $(INK3)
+TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-ink --epochs 4 --lr 1e-3 --precision auto $(INK3)
+TRAIN_3 := emnist-draw train --preset medium --init runs/medium-ink/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision auto $(INK3)
 train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_1)
 	$(BIN)/$(TRAIN_INK)

@@ -247,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=0, help="train on this many pool images only")
     t.add_argument("--val-limit", type=int, default=0, help="measure on this many validation images")
     t.add_argument("--no-augment", dest="augment", action="store_false")
-    t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: about 2x faster where the CPU has AVX512-BF16/AMX (or on a GPU)")
+    t.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="bf16: about 2x faster where the CPU has AVX512-BF16/AMX (or on a GPU), "
+                        "emulated and slower elsewhere; auto: bf16 only where it is native")
     t.add_argument("--threads", type=int, default=0, help="torch threads per process")
     t.set_defaults(func=cmd_train)
 

@@ -12,8 +12,9 @@ import json
 import math
 import os
 import random
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,9 @@ class TrainConfig:
     val_limit: int = 0  # measure on this many validation images (tests, quick trials); 0 = all
     augment: bool = True
     # bf16: convolutions and linears in bfloat16 (autocast; weights, loss and optimizer in fp32).
-    # About 2x the fp32 speed per step on a CPU with AVX512-BF16 (bench/training_step.py).
+    # About 2x the fp32 speed per step on a CPU with AVX512-BF16 (bench/training_step.py); on a
+    # CPU without it bf16 is emulated: slower, and it rounds differently. auto: bf16 only where
+    # the hardware has it (see native_bf16).
     precision: str = "fp32"
     threads: int = 0  # torch threads per process; 0 = cores / processes
 
@@ -84,6 +87,42 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     amount = uniform(-0.4, 0.8).view(n, 1, 1, 1)
     x = torch.where(amount > 0, x + amount * (thicker - x), x - amount * (thinner - x))
     return x.clamp_(0, 1)
+
+
+# ------------------------------------------------------------------ precision
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16(cpuinfo: str | None = None) -> str:
+    """Why bf16 runs natively here ("" where it does not): a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX-BF16. oneDNN runs bf16 on any AVX-512 CPU, but without these instructions
+    it emulates them: slower than fp32, and it rounds differently (tests/test_train.py)."""
+    if cpuinfo is None:
+        if torch.cuda.is_available():  # training runs there (setup_processes)
+            return f"the GPU ({torch.cuda.get_device_name()}) has bf16" \
+                if torch.cuda.is_bf16_supported() else ""
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: no way to tell, so no claim
+            return ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"the CPU has {' and '.join(native)}" if native else ""
+
+
+def resolve_precision(precision: str) -> tuple[str, str]:
+    """(fp32 or bf16, why) for a --precision value: auto takes bf16 only where it is native."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: fp32 or bf16 (or auto)")
+    if precision != "auto":
+        return precision, "as asked"
+    reason = native_bf16()
+    return ("bf16", reason) if reason else (
+        "fp32", "no native bf16 here (no avx512_bf16 or amx_bf16 in /proc/cpuinfo, no bf16 GPU)")
 
 
 # ------------------------------------------------------------------ processes
@@ -151,8 +190,8 @@ def optimizer_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: to
 
 
 def train(cfg: TrainConfig) -> dict:
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ValueError(f"unknown precision {cfg.precision!r}: fp32 or bf16")
+    precision, why = resolve_precision(cfg.precision)
+    cfg = replace(cfg, precision=precision)  # the checkpoint and metrics record what ran
     init_state = torch.load(cfg.init, map_location="cpu", weights_only=True) if cfg.init else None
     if init_state is not None and init_state.get("preset", cfg.preset) != cfg.preset:
         # Checked before the data loads: a mismatch would otherwise fail minutes later.
@@ -164,6 +203,7 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        print(f"precision: {precision} ({why})", file=sys.stderr, flush=True)
 
     train_x, train_y, val_x, val_y = load_training_data(cfg)
     n_classes = len(BALANCED_CLASSES)

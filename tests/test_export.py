@@ -84,7 +84,10 @@ def test_shipped_model_reproduces_its_reported_figures(pool):
     assert meta["data_sha256"] == {k: OFFICIAL_SHA256[k][0] for k in meta["data_sha256"]}
     val_x, val_y = pool.val
     report = classification_report(val_y, recognizer.logits(val_x).argmax(1), BALANCED_CLASSES)
-    assert report["balanced_accuracy"] == meta["validation"]["balanced_accuracy"]
+    # ONNX Runtime's fp32 kernels (AVX2, AVX-512) differ in the last bits of a logit (|logits| < 8
+    # here), and no validation image is within 1e-4 of a tie (1 within 1e-3): the figure holds
+    # to an image or two on any x86-64.
+    assert abs(report["balanced_accuracy"] - meta["validation"]["balanced_accuracy"]) <= 2e-4
     # A regression guard, not the goal: the original demo reached 90.2% on the official balanced
     # test, and this model 90.07% on the pool's validation part (see README).
     assert report["balanced_accuracy"] > 0.90
@@ -98,7 +101,12 @@ def test_shipped_int8_model_reproduces_its_figures_and_reads_like_the_float_one(
     val_x, val_y = pool.val
     got = int8.logits(val_x).argmax(1)
     report = classification_report(val_y, got, BALANCED_CLASSES)
-    assert report["balanced_accuracy"] == meta["validation"]["balanced_accuracy"]
+    # int8 convolutions are summed differently by CPU: AVX-512 VNNI (where the figure was made)
+    # sums exactly, as does the U8U8 path (session.x64quantprecision=1; 2x slower, so not
+    # used); the AVX2 U8S8 kernel saturates pairs of products at 16 bits. Measured: 0.90182 here
+    # with VNNI, with and without x64quantprecision; 0.8996 on an AVX2-only AMD EPYC (issue
+    # 21): 0.0022 apart.
+    assert abs(report["balanced_accuracy"] - meta["validation"]["balanced_accuracy"]) <= 0.004
     assert (got == full.logits(val_x).argmax(1)).mean() > 0.98
     assert report["balanced_accuracy"] > full.metadata["validation"]["balanced_accuracy"] - 0.005
 

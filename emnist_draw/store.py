@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from emnist_draw.data import to_balanced, write_idx
-from emnist_draw.preprocess import strokes_to_input
+from emnist_draw.preprocess import InkError, strokes_to_input
 
 if TYPE_CHECKING:  # alembic is imported only where migrations run
     from alembic.config import Config
@@ -128,6 +128,12 @@ class CorrectionTooLarge(ValueError):
     """The ink of a correction is over MAX_INK_BYTES (the message says by how much)."""
 
 
+class Unusable(ValueError):
+    """A correction that cannot be a training example: a label that is not one class, segments
+    that name no strokes (the message says which and why). Refused when it is written; a row
+    stored before that check, or by another writer, is skipped by the export."""
+
+
 class CannotReplace(ValueError):
     """A string correction names one it replaces that it cannot replace (the message says why);
     nothing is saved."""
@@ -196,12 +202,57 @@ class StringCorrection:
         (a text retyped to another length says nothing about which strokes are which)."""
         return len(self.segments) if self.segments is not None else 0
 
-    def examples(self) -> Iterator[tuple[np.ndarray, str]]:
+    def examples(self) -> list[tuple[np.ndarray, str]]:
         """(28x28 input, class) of each segmented character: its strokes drawn by the one
-        preprocessing function, as the string reader draws the characters it reads."""
+        preprocessing function, as the string reader draws the characters it reads. All of
+        them or Unusable: labels and segments that do not fit each other say nothing about
+        which strokes are which character."""
+        check_segments(self.labels, self.segments, self.ink)
         strokes = self.ink["strokes"]
-        for label, segment in zip(self.labels, self.segments or ()):
-            yield strokes_to_input([strokes[i] for i in segment]), label
+        try:
+            return [(strokes_to_input([strokes[i] for i in segment]), label)
+                    for label, segment in zip(self.labels, self.segments or ())]
+        except InkError as e:
+            raise Unusable(f"its strokes cannot be drawn ({e})") from e
+
+
+def class_index(label: object) -> int:
+    """The balanced class index of a stored label: exactly one of the 47 classes (lower case of
+    a merged letter counts as its capital), else Unusable. data.to_balanced alone would take ""
+    and "AB" (substrings of the class list) as class 0 and "A"."""
+    if isinstance(label, str) and len(label) == 1:
+        try:
+            return to_balanced(label)
+        except KeyError:
+            pass
+    raise Unusable(f"label {json.dumps(label)[:40]} is not one of the 47 EMNIST-balanced classes")
+
+
+def check_segments(labels: object, segments: object, ink: object) -> None:
+    """Unusable unless every label is a class and segments (when given) hold one list of stroke
+    indices per label, each naming strokes the ink has."""
+    if not isinstance(labels, str) or not labels:
+        raise Unusable(f"labels {json.dumps(labels)[:40]} is not a string of classes")
+    for n, label in enumerate(labels):
+        try:
+            class_index(label)
+        except Unusable as e:
+            raise Unusable(f"labels[{n}]: {e}") from None
+    if segments is None:
+        return
+    strokes = ink.get("strokes") if isinstance(ink, dict) else None
+    if not isinstance(strokes, list):
+        raise Unusable("the ink holds no list of strokes")
+    if not isinstance(segments, list) or len(segments) != len(labels):
+        count = len(segments) if isinstance(segments, list) else json.dumps(segments)[:40]
+        raise Unusable(f"{count} segments for {len(labels)} labels: one segment per character")
+    for n, segment in enumerate(segments):
+        if not isinstance(segment, list) or not segment:
+            raise Unusable(f"segments[{n}] is {json.dumps(segment)[:40]}, not a list of strokes")
+        for i in segment:
+            if not (isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(strokes)):
+                raise Unusable(f"segments[{n}] names stroke {json.dumps(i)[:20]}, but the ink "
+                               f"has strokes 0 to {len(strokes) - 1}")
 
 
 # ---------------------------------------------------------------- where and how to connect
@@ -505,6 +556,7 @@ def add_correction(engine: Engine, correction: Correction, quota: int | None = N
     image = np.ascontiguousarray(correction.input, dtype=np.uint8)
     if image.shape != (28, 28):
         raise ValueError(f"the input must be 28x28, not {image.shape}")
+    class_index(correction.label)  # Unusable: nothing stored that the export would skip
     check_ink_size(correction.ink)
     created = correction.created_at or datetime.now(timezone.utc)
     new_id = _insert(engine, corrections, {
@@ -525,9 +577,7 @@ def add_string_correction(engine: Engine, correction: StringCorrection,
     it in the same transaction (both rows are kept), or nothing is saved: ReplacedNotFound,
     ReplacedOtherInk, AlreadyReplaced (of two corrections replacing the same one at once, one
     commits, the other gets AlreadyReplaced)."""
-    if correction.segments is not None and len(correction.segments) != len(correction.labels):
-        raise ValueError(f"{len(correction.segments)} segments for {len(correction.labels)} "
-                         "labels: one segment per character")
+    check_segments(correction.labels, correction.segments, correction.ink)  # Unusable
     check_ink_size(correction.ink)
     created = correction.created_at or datetime.now(timezone.utc)
     replace = (None if correction.replaces is None
@@ -662,25 +712,46 @@ def export_idx(engine: Engine, out: str | Path) -> dict[str, Any]:
     The same conventions as the official files: images stored transposed, labels numbered as
     the balanced split numbers its 47 classes. `train --extra OUT/emnist-feedback-images-idx3-
     ubyte.gz` finds the labels file beside it by name.
+
+    A stored row that cannot be an example (a label that is not one class, segments naming
+    strokes the ink lacks, an input that is not 28x28: written before these were checked, or
+    by another writer) is skipped, never guessed at: "skipped" lists each with its table, id
+    and reason.
     """
-    images, labels = [], []
-    for c in iter_corrections(engine):
-        images.append(c.input)
-        labels.append(to_balanced(c.label))
+    images, labels, skipped = [], [], []
+    with engine.connect() as conn:
+        for row in conn.execution_options(yield_per=500).execute(
+                select(corrections.c.id, corrections.c.label, corrections.c.input)
+                .order_by(corrections.c.id)).mappings():
+            try:
+                label = class_index(row["label"])
+                if len(row["input"]) != 28 * 28:
+                    raise Unusable(f"its input is {len(row['input'])} bytes, not 28x28")
+            except Unusable as e:
+                skipped.append({"table": "corrections", "id": row["id"], "reason": str(e)})
+                continue
+            images.append(np.frombuffer(row["input"], np.uint8).reshape(28, 28))
+            labels.append(label)
     from_strings = replaced = 0
     for s in iter_string_corrections(engine):
         if s.replaced_by is not None:  # a later correction of the same ink says what it is
             replaced += 1
             continue
-        for image, label in s.examples():
+        try:
+            examples = s.examples()
+        except Unusable as e:
+            skipped.append({"table": "string_corrections", "id": s.id, "reason": str(e)})
+            continue
+        for image, label in examples:
             images.append(image)
-            labels.append(to_balanced(label))
+            labels.append(class_index(label))
             from_strings += 1
     stacked = np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
     out = Path(out)
     images_path = write_idx(out / f"{EXPORT_STEM}-images-idx3-ubyte.gz", stacked.transpose(0, 2, 1))
     labels_path = write_idx(out / f"{EXPORT_STEM}-labels-idx1-ubyte.gz", np.array(labels, np.uint8))
     return {"count": len(labels), "from_strings": from_strings, "strings_replaced": replaced,
+            "skipped_count": len(skipped), "skipped": skipped,
             "images": str(images_path), "labels": str(labels_path)}
 
 
@@ -689,7 +760,7 @@ def ink_json(ink: dict[str, Any]) -> str:
     return json.dumps(ink, sort_keys=True, separators=(",", ":"))
 
 
-__all__ = ["AlreadyReplaced", "CannotReplace", "Correction", "CorrectionTooLarge",
+__all__ = ["AlreadyReplaced", "CannotReplace", "Correction", "CorrectionTooLarge", "Unusable",
            "ReplacedNotFound", "ReplacedOtherInk", "StoreError", "StoreFull", "StoreMoved",
            "StringCorrection", "add_correction", "add_string_correction", "count_corrections",
            "corrections", "data_dir", "database_url", "export_idx", "iter_corrections",

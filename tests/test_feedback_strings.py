@@ -164,6 +164,20 @@ def test_spaces_are_no_characters_and_a_lower_case_is_its_class(served):
     assert r.status_code == 201 and r.json()["characters"] == 2, r.text
 
 
+def test_a_pasted_text_with_unicode_spaces_is_read_as_spaces(served):
+    client, backend = served
+    # No-break space (what a page pastes), narrow no-break, ideographic, em, thin; full-width
+    # "ｃ" is NFKC's "c" as before.
+    for space in ("\u00a0", "\u202f", "\u3000", "\u2003", "\u2009"):
+        r = client.post("/api/feedback/read", json={**GOOD, "text": f"1{space}2{space}ｃ"})
+        assert r.status_code == 201, (space, r.text)
+        saved = row(backend, r.json()["id"])
+        assert (saved.text, saved.labels, saved.characters) == ("1 2 ｃ", "12C", 3)
+    # What was read may hold what the reader answers: spaces, letters of either case.
+    r = client.post("/api/feedback/read", json={**GOOD, "read": "1 z L"})
+    assert r.status_code == 201 and row(backend, r.json()["id"]).read == "1 z L", r.text
+
+
 def row(backend: Backend, correction_id: int) -> store.StringCorrection:
     return next(s for s in store.iter_string_corrections(backend.engine()) if s.id == correction_id)
 
@@ -274,6 +288,12 @@ BAD = [  # (changes to GOOD, status, words the message must hold)
     ({"text": "1" * 257}, 422, ["text", "at most 256"]),
     ({"read": "1" * 257}, 422, ["read", "at most 256"]),
     ({"read": None}, 422, ["read"]),
+    ({"read": "1\x00ZL"}, 422, ["read", "position 1", "U+0000", "control character"]),
+    ({"read": "1Z\nL"}, 422, ["read", "position 2", "U+000A", "control character"]),
+    ({"read": "\x1b[31m1ZL"}, 422, ["read", "position 0", "U+001B"]),
+    ({"read": "1Z\u202eL"}, 422, ["read", "U+202E", "invisible format character"]),
+    ({"read": "1\ud800"}, 422, ["read", "unicode"]),  # pydantic refuses a lone surrogate
+    ({"text": "12\tc"}, 422, ["text", "position 2", "not one of the 47"]),  # a tab is no space
     ({"text": None}, 422, ["text"]),
     ({"strokes": []}, 422, ["empty"]),
     ({"strokes": [[[1, 1]]] * (MAX_STROKES + 1)}, 422, ["strokes", f"at most {MAX_STROKES}"]),

@@ -41,7 +41,7 @@ from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.schemas import (MAX_STROKES, Canvas, Charset, PredictRequest, Stroke,
                                         _check_points)
 from emnist_draw.store import (MAX_TEXT_CHARS, AlreadyReplaced, CannotReplace, Correction,
-                               CorrectionTooLarge, StoreFull, StoreMoved, StringCorrection,
+                               CorrectionTooLarge, StoreFull, StoreMoved, StringCorrection, Unusable,
                                add_correction, add_string_correction, count_corrections,
                                free_bytes, quota_bytes)
 
@@ -126,11 +126,34 @@ class FeedbackRequest(PredictRequest, _KeepsInkAsSent):
         return to_class(value)
 
 
+def plain_spaces(text: str) -> str:
+    """Every Unicode space as " " (a no-break space pasted from a page, an ideographic space):
+    NFKC makes most of them " " as it makes the letters their classes; all of them here."""
+    return "".join(" " if unicodedata.category(c) == "Zs" else c for c in text)
+
+
+# What `read` (the text /api/read answered) can never hold: controls (NUL, newline, escape...),
+# format characters (bidi overrides, zero widths), lone surrogates, private-use and unassigned
+# code points.
+UNPRINTABLE = {"Cc": "a control character", "Cf": "an invisible format character",
+               "Cs": "a lone surrogate", "Co": "a private-use character",
+               "Cn": "not a Unicode character"}
+
+
+def check_printable(value: str) -> str:
+    for i, char in enumerate(value):
+        kind = UNPRINTABLE.get(unicodedata.category(char))
+        if kind:
+            raise ValueError(f"the character at position {i} (counting from 0), U+{ord(char):04X}, "
+                             f"is {kind}: send the text /api/read answered, as it was shown")
+    return value
+
+
 def text_classes(text: str) -> str:
     """The class of each non-space character of `text`, in order ("c" -> "C"); a ValueError
     names the first one that is not a class, with its position."""
     classes = []
-    for i, char in enumerate(text):
+    for i, char in enumerate(plain_spaces(text)):
         if char == " ":
             continue  # the reader puts one where the ink leaves a wide gap: no character
         try:
@@ -159,10 +182,12 @@ class StringFeedbackRequest(_KeepsInkAsSent):
     canvas: Canvas | None = Field(None, description="Size of the area the strokes were drawn in.")
     charset: Charset = Field("all", description="The character set the page was set to.")
     read: str = Field(max_length=MAX_TEXT_CHARS,
-                      description="What the app read (its `text`); may be empty.")
+                      description="What the app read (its `text`); may be empty; no control "
+                                  "or invisible characters.")
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS,
                       description="What it really is: digits, letters and spaces ('c' is class "
-                                  "'C').")
+                                  "'C'; any Unicode space, such as a no-break space, is a "
+                                  "space).")
     segments: list[Annotated[list[int], Field(max_length=MAX_STROKES)]] | None = Field(
         None, max_length=MAX_TEXT_CHARS,
         description="The strokes of each non-space character of `text`, left to right: one list "
@@ -180,7 +205,12 @@ class StringFeedbackRequest(_KeepsInkAsSent):
     @classmethod
     def _digits_letters_and_spaces(cls, value: str) -> str:
         text_classes(value)
-        return value
+        return plain_spaces(value)  # kept with plain spaces, as labels counts them
+
+    @field_validator("read")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        return check_printable(value)
 
     @model_validator(mode="after")
     def _segments_fit(self) -> StringFeedbackRequest:
@@ -308,6 +338,8 @@ def feedback_router(predictor: Predictor, engine: Engine,
             raise HTTPException(413, str(e)) from e
         except AlreadyReplaced as e:  # a conflict with what is stored, not a malformed request
             raise HTTPException(409, str(e)) from e
+        except Unusable as e:  # the request's own checks come first: another writer's rules
+            raise HTTPException(422, f"{e}: nothing was saved") from e
         except CannotReplace as e:
             # 422, not 404, for an id that does not exist: the path is there; what the body
             # names is not (a 404 would read as "no such endpoint" to an older client).

@@ -1,9 +1,17 @@
 """`emnist-draw serve|train|evaluate|calibrate|export|predict|read|data|db|feedback`: one command
-line for the whole project."""
+line for the whole project.
+
+predict, read and evaluate print a table for people; with --json, one JSON object per file (or
+per evaluation) for programs. predict answers as POST /api/predict/upload does (the same
+decoding, limits and status: an image of a word is "several_characters"); read as
+/api/read/upload. A file that cannot be read is one line naming it, and exit status 1 after the
+others; a model that cannot be loaded is one line and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from dataclasses import fields
@@ -25,7 +33,27 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from emnist_draw.evaluate import evaluate_command
 
-    print(json.dumps(evaluate_command(args)))
+    report = evaluate_command(args)
+    if args.json:
+        print(json.dumps(report))
+        return
+    overlap = report["excluded_train_overlap"]
+    print(table([
+        ["model", report["model"]], ["data", report["data"]], ["charset", report["charset"]],
+        ["images", f"{report['images']:,}" + (f" ({overlap:,} seen in training left out)"
+                                              if isinstance(overlap, int) else f" ({overlap})")],
+        ["balanced accuracy", percent(report["balanced_accuracy"], 2)],
+        ["accuracy", percent(report["accuracy"], 2)],
+        ["calibration error", f"{percent(report['ece'], 1)} (mean confidence "
+                              f"{percent(report['mean_confidence'], 1)}, temperature "
+                              f"{report['temperature']:g})"]]))
+    recall = sorted(report["per_class_recall"].items(), key=lambda kv: kv[1])
+    print("\nrecall per class, lowest first:")
+    print(table([[c, percent(r, 1)] for c, r in recall], columns=6))
+    if report["most_confused"]:
+        print("\nmost confused (true -> read as):")
+        print(table([[f"{m['true']} -> {m['predicted']}", f"{m['count']:,}"]
+                     for m in report["most_confused"]], columns=2))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
@@ -41,42 +69,112 @@ def cmd_export(args: argparse.Namespace) -> None:
                             command=args.command, int8=args.int8)))
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from emnist_draw.preprocess import InkError, image_to_input
-    from emnist_draw.recognizer import Recognizer
-    from emnist_draw.status import judge
+def table(rows: list[list[str]], header: list[str] | None = None, columns: int = 1) -> str:
+    """Rows as aligned text; `columns` > 1 sets that many rows side by side (short lists)."""
+    if columns > 1:
+        rows = [sum(rows[i:i + columns], []) for i in range(0, len(rows), columns)]
+    lines = ([header] if header else []) + rows
+    widths = [max(len(line[i]) for line in lines if i < len(line))
+              for i in range(max(map(len, lines)))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
 
-    recognizer = Recognizer(args.model)
-    failed = False
+
+def percent(p: float, digits: int = 1) -> str:
+    return f"{100 * p:.{digits}f}%" if p >= 10 ** -(digits + 2) else f"<{10 ** -digits:g}%"
+
+
+def others(top_k: list[tuple[str, float]]) -> str:
+    """The runners-up as people read them: "1 1.2%, 7 0.3%"."""
+    return ", ".join(f"{label} {percent(p)}" for label, p in top_k[1:])
+
+
+def open_file(path: str):  # -> PIL.Image.Image, headers read and checked as the API checks them
+    """An image file for predict and read, with the API's limits; an error names the file in one
+    plain sentence (never a Python object)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from emnist_draw.server.inputs import InputError, open_image
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot be read ({e.strerror or e})") from e
+    try:
+        Image.open(io.BytesIO(data)).close()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError("not an image: give a PNG, JPEG or WebP file") from e
+    return open_image(data)  # the API's checks: format, size, pixels
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from emnist_draw.preprocess import InkError, normalize
+    from emnist_draw.server.inputs import InputError, decode_ink
+    from emnist_draw.server.predictor import Predictor
+
+    predictor = Predictor(args.model)  # what /api/predict answers with, status logic included
+    failed, rows = False, []
     for path in args.images:
         try:
-            image = image_to_input(Path(path).read_bytes())
-        except (OSError, InkError) as e:
+            ink = decode_ink(open_file(path))
+            answer = predictor.predict(normalize(ink)[None], [(args.top_k, args.charset, False)],
+                                       [predictor.image_ink(ink)])[0]
+        except (InkError, InputError) as e:
             print(f"emnist-draw: {path}: {e}", file=sys.stderr)
             failed = True
             continue
-        top = recognizer.top_k(image[None], args.top_k, args.charset)[0]
-        status, alike = judge(recognizer.probabilities(image[None], args.charset)[0],
-                              recognizer.classes, image)
-        print(json.dumps({"file": path, "prediction": top[0][0], "status": status,
-                          **({"ambiguous_with": [recognizer.classes[i] for i in alike]}
-                             if alike else {}),
-                          "top_k": [{"label": c, "probability": round(p, 4)} for c, p in top]}))
+        top = [(g.display, g.probability) for g in answer.top_k]
+        if args.json:
+            print(json.dumps({"file": path, **answer.model_dump(exclude_none=True), "top_k": [
+                {"label": g.label, "display": g.display, "probability": round(g.probability, 4)}
+                for g in answer.top_k]}), flush=True)
+        else:
+            status = answer.status + (f" ({' or '.join(answer.ambiguous_with)})"
+                                      if answer.ambiguous_with else "")
+            if answer.status == "several_characters":
+                status += ": `emnist-draw read` reads it"
+            rows.append([path, top[0][0], percent(top[0][1]), status, others(top)])
+    if rows:
+        print(table(rows, ["file", "read", "sure", "status", "then"]))
     if failed:
         sys.exit(1)
 
 
+def word_list(value: str | None) -> list[str] | None:
+    """--words: a file of words (one a line, or separated by commas), or a comma list."""
+    from emnist_draw.server.schemas import MAX_WORD_LENGTH, MAX_WORDS
+
+    if value is None:
+        return None
+    path = Path(value)
+    text = path.read_text(errors="replace") if path.is_file() else value
+    words = [w.strip() for w in text.replace(",", "\n").splitlines() if w.strip()]
+    where = f"{value} " if path.is_file() else ""
+    if not words:
+        raise ValueError(f"--words {where}holds no words: give a file or a comma list")
+    if len(words) > MAX_WORDS:
+        raise ValueError(f"--words {where}holds {len(words):,} words; at most {MAX_WORDS:,}, as "
+                         "the API takes")
+    long = next((w for w in words if len(w) > MAX_WORD_LENGTH), None)
+    if long:
+        raise ValueError(f"--words: {long[:20]!r}... is over {MAX_WORD_LENGTH} characters")
+    return words
+
+
 def cmd_read(args: argparse.Namespace) -> None:
+    from emnist_draw.preprocess import InkError
     from emnist_draw.reader import StringReader
     from emnist_draw.recognizer import Recognizer
+    from emnist_draw.server.inputs import InputError, load_image
 
+    words = word_list(args.words)  # a bad list fails before the model loads
     reader = StringReader(Recognizer(args.model))
     failed = False
     for path in args.images:
         try:
-            reading = reader.read_image(Path(path).read_bytes(), charset=args.charset,
-                                        pattern=args.pattern)
-        except (OSError, ValueError) as e:  # InkError, a pattern no reading fits
+            reading = reader.read_image(load_image(open_file(path)), charset=args.charset,
+                                        top_k=args.top_k, pattern=args.pattern, words=words)
+        except (InputError, ValueError) as e:  # InkError, a pattern no reading fits
             print(f"emnist-draw: {path}: {e}", file=sys.stderr)
             failed = True
             continue
@@ -84,14 +182,19 @@ def cmd_read(args: argparse.Namespace) -> None:
             print(json.dumps({"file": path, "text": reading.text,
                               "characters": [{"prediction": c.prediction, "display": c.display,
                                               "box": c.box, "status": c.status, "top_k": [
-                                                  {"label": l, "probability": round(p, 4)}
-                                                  for l, _, p in c.top_k]}
+                                                  {"label": l, "display": d,
+                                                   "probability": round(p, 4)}
+                                                  for l, d, p in c.top_k]}
                                              for c in reading.characters],
                               "alternatives": [{"text": t, "score": s}
-                                               for t, s in reading.alternatives]}))
-        else:
-            others = ", ".join(t for t, _ in reading.alternatives[1:])
-            print(f"{path}: {reading.text}" + (f"  (or: {others})" if others else ""))
+                                               for t, s in reading.alternatives]}), flush=True)
+            continue
+        alternatives = ", ".join(t for t, _ in reading.alternatives[1:])
+        print(f"{path}: {reading.text}" + (f"  (or: {alternatives})" if alternatives else ""))
+        print(table([[str(n), c.display, percent(c.top_k[0][2]), c.status,
+                      others([(d, p) for _, d, p in c.top_k])]
+                     for n, c in enumerate(reading.characters, 1)],
+                    ["#", "read", "sure", "status", "then"]))
     if failed:
         sys.exit(1)
 
@@ -222,6 +325,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     workers.run("emnist_draw.server.app:create_app", args.workers, **serve)
 
 
+def top_k(value: str) -> int:
+    """--top-k: 1 to 47, as the API takes."""
+    if not value.isdigit() or not 1 <= int(value) <= 47:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number from 1 to 47")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emnist-draw", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
@@ -264,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--confusion", default=None, metavar="PNG", help="write the confusion matrix")
     e.add_argument("--charset", choices=["all", "digits", "letters"], default="all",
                    help="read as the page does with this character set (digits for a digits set)")
+    e.add_argument("--json", action="store_true", help="the figures as one JSON object")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("calibrate", help="fit a model's temperature on the pool's validation "
@@ -285,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="read characters from image files (PNG, JPEG, WebP)")
     p.add_argument("images", nargs="+", help="image files, any size, either polarity")
     p.add_argument("--model", default=None, help="an .onnx file (default: the shipped model)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=top_k, default=5, help="how many classes to show (1-47)")
     p.add_argument("--charset", choices=["all", "digits", "letters"], default="all")
+    p.add_argument("--json", action="store_true", help="one JSON object per file, as the API's")
     p.set_defaults(func=cmd_predict)
 
     r = sub.add_parser("read", help="read strings (a number, a word, a code) from images of one line")
@@ -294,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=None, help="an .onnx file (default: the shipped model)")
     r.add_argument("--charset", choices=["all", "digits", "letters"], default="all")
     r.add_argument("--pattern", default=None, help="D digit, L letter, ? either; e.g. LLDDD")
+    r.add_argument("--words", default=None, metavar="FILE_OR_LIST",
+                   help="words the string is likely to be (as the API's words): a file, one a "
+                        "line, or a comma list, e.g. --words cat,dog")
+    r.add_argument("--top-k", type=top_k, default=3, help="classes shown per character (1-47)")
     r.add_argument("--json", action="store_true", help="one JSON object per file, with alternatives")
     r.set_defaults(func=cmd_read)
 

@@ -44,7 +44,7 @@ def test_confusion_image(tmp_path):
 
 
 def run_evaluate(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", "evaluate", *args],
+    out = subprocess.run([sys.executable, "-m", "emnist_draw.cli", "evaluate", "--json", *args],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()

@@ -74,6 +74,8 @@ def table(rows: list[list[str]], header: list[str] | None = None, columns: int =
     if columns > 1:
         rows = [sum(rows[i:i + columns], []) for i in range(0, len(rows), columns)]
     lines = ([header] if header else []) + rows
+    if not lines:
+        return "(none)"
     widths = [max(len(line[i]) for line in lines if i < len(line))
               for i in range(max(map(len, lines)))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()

@@ -220,6 +220,40 @@ def reader_before(recognizer: Recognizer, revision: str = BEFORE):
     return module.StringReader(recognizer)
 
 
+def fit(reader: StringReader, strings: list[tuple], rounds: int = 1) -> dict:
+    """The reader's LM_WEIGHT and CHARACTER_BONUS on a grid, then the language model's type
+    weights one at a time (x0.5, x2), by the mean exact rate over the kinds. Run on the tune
+    writers only (--part tune --fit)."""
+    import emnist_draw.reader as module
+
+    def score() -> float:
+        figures = composed({"after": reader}, strings)
+        return float(np.mean([figures[f"{kind} | after"]["exact"] for kind in KINDS]))
+
+    best = (-1.0, None)
+    for weight in (0.3, 0.5, 0.7):
+        for bonus in (2.5, 3.5, 4.5):
+            module.LM_WEIGHT, module.CHARACTER_BONUS = weight, bonus
+            got = score()
+            print(f"LM_WEIGHT {weight} CHARACTER_BONUS {bonus}: {got:.4f}", flush=True)
+            best = max(best, (got, (weight, bonus)))
+    module.LM_WEIGHT, module.CHARACTER_BONUS = best[1]
+    language = reader.language
+    weights = dict(language.weights)
+    for _ in range(rounds):
+        for name in weights:
+            for factor in (0.5, 2.0):
+                trial = dict(weights, **{name: weights[name] * factor})
+                language.set_weights(trial)
+                got = score()
+                print(f"{name} x{factor}: {got:.4f}", flush=True)
+                if got > best[0]:
+                    best, weights = (got, best[1]), trial
+    language.set_weights(weights)
+    return {"exact": best[0], "LM_WEIGHT": best[1][0], "CHARACTER_BONUS": best[1][1],
+            "TYPE_WEIGHTS": {k: round(v, 4) for k, v in weights.items()}}
+
+
 def speed(reader: StringReader, samples, repeats: int = 30) -> dict:
     """Median ms per read by string length (one thread), beside one character's."""
     by_length = defaultdict(list)
@@ -261,14 +295,21 @@ def main() -> None:
                         help="read N strings composed from the part's writers' characters")
     parser.add_argument("--before", default=BEFORE,
                         help="git revision of the reader to compare with ('' for none)")
+    parser.add_argument("--fit", action="store_true",
+                        help="fit the reader's weights on the composed strings (--part tune only)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.fit and args.part != "tune":
+        parser.error("--fit runs on the tune writers only: add --part tune")
     recognizer = Recognizer(args.model)
     readers = {"after": StringReader(recognizer)}
     if args.before:
         readers = {"before": reader_before(recognizer, args.before), **readers}
     result = {"part": args.part, "model": recognizer.name, "before": args.before}
-    if args.composed:
+    if args.fit:
+        result["fit"] = fit(readers["after"], composed_strings(args.composed or 360, "tune", seed=1))
+        print(json.dumps(result["fit"], indent=1))
+    elif args.composed:
         strings = composed_strings(args.composed, args.part)
         result["composed"] = composed(readers, strings)
         print(table(result["composed"]))

@@ -1,0 +1,89 @@
+"""The language model: a prior over strings of EMNIST-balanced classes (emnist_draw/language.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emnist_draw.language import TYPES, WORDS_FILE, default, load_words
+from emnist_draw.reader import balanced_form
+
+
+@pytest.fixture(scope="module")
+def model():
+    return default()
+
+
+def score(model, text: str) -> float:
+    return model.score(balanced_form(text))
+
+
+def best_type(model, text: str) -> str:
+    state = model.start
+    for label in balanced_form(text):
+        state = model.advance(state, label)
+    posterior = model.posterior(model.finish(state))
+    return max(posterior, key=posterior.get)
+
+
+def test_the_shipped_word_list_is_compact_lower_case_and_frequency_weighted():
+    assert WORDS_FILE.stat().st_size < 1_000_000
+    words, counts = load_words()
+    assert len(words) > 30_000 and all(w.isascii() and w.isalpha() and w.islower() for w in words)
+    frequency = dict(zip(words, counts))
+    assert frequency["the"] > frequency["house"] > frequency["yellow"] > frequency["zebra"]
+
+
+def test_words_in_every_form_beat_their_misreadings(model):
+    # The misreadings the digit/letter switch cost and a lexicon of lower-case words let through.
+    assert score(model, "YELLOW") > score(model, "YEIIOW") + 5
+    assert score(model, "Yellow") > score(model, "Ye11ow") + 5
+    assert score(model, "house") > score(model, "hovse") + 5
+    assert best_type(model, "YELLOW") == "WORD" and best_type(model, "house") == "word"
+    assert best_type(model, "Garden") == "Word"
+
+
+def test_strings_no_list_holds_are_still_possible(model):
+    assert best_type(model, "2024") == "number"
+    assert best_type(model, "AB12C") == "code" and best_type(model, "R2D2") == "code"
+    assert best_type(model, "blorf") in ("text", "word")  # made-up, spelled like English
+    assert best_type(model, "x7k2b") == "any"
+    # A pronounceable made-up word is likelier than letters no word is spelled with.
+    assert score(model, "blorf") > score(model, "qxzjv")
+    assert all(math.isfinite(score(model, s)) for s in ("aB3x", "QXRT", "7", "zzzzzz"))
+
+
+def test_the_prior_is_incremental_and_each_type_normalised(model):
+    # advance then finish is the whole string's score, prefix by prefix.
+    state = model.start
+    for label in balanced_form("Garden"):
+        state = model.advance(state, label)
+    assert model.finish(state).total == pytest.approx(score(model, "Garden"))
+    # The n-gram's next-symbol distributions sum to one.
+    assert np.allclose(model.ngram.sum(1), 1.0)
+    # The word type's probabilities of all words sum to one (the list's frequencies).
+    words = model.words[:300]
+    total = sum(math.exp(model.finish(_walk(model, w)).logp[TYPES.index("word")]
+                         - model.start.logp[TYPES.index("word")]) for w in words)
+    assert total == pytest.approx(sum(model.counts[:300]) / model.cumulative[-1], rel=1e-6)
+
+
+def _walk(model, word):
+    state = model.start
+    for label in balanced_form(word):
+        state = model.advance(state, label)
+    return state
+
+
+def test_the_list_is_loaded_on_the_first_read_not_at_start_up():
+    code = ("import json; from emnist_draw.server.app import create_app; "
+            "from emnist_draw import language; create_app(); "
+            "print(json.dumps(language.default.cache_info().currsize))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == 0

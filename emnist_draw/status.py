@@ -34,6 +34,11 @@ AMBIGUOUS_RUNNER_UP = 0.2
 # Ink whose longer side is under this fraction of the canvas's shorter side is a tap or a dot
 # (the tune part's characters, written on a pad, span 40-90% of it).
 TINY_EXTENT = 0.04
+# Without a canvas there is nothing to compare the ink's size with; a tap sent to the API is then
+# told by what a mouse or finger leaves: a few points within a few units (pixels, as a page or a
+# tablet reports them). Clients that send coordinates of a unit square send a canvas too.
+DOT_POINTS = 4
+DOT_UNITS = 3.0
 # Pen travel over the ink's longer side: UNIPEN characters stay under 5.6 ("M", "m", "B"), a
 # scribble goes over 6 in 97 of 100.
 SCRIBBLE_TRAVEL = 6.0
@@ -60,7 +65,11 @@ def strokes_ink(points: Sequence[np.ndarray], canvas: tuple[float, float] | None
     extent = np.ptp(everything, axis=0)
     longest = float(extent.max())
     travel = sum(float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) for p in points)
-    return Ink(tiny=canvas is not None and longest < TINY_EXTENT * min(canvas),
+    if canvas is not None:
+        tiny = longest < TINY_EXTENT * min(canvas)
+    else:
+        tiny = len(everything) <= DOT_POINTS and longest <= DOT_UNITS
+    return Ink(tiny=tiny,
                scribble=longest > 0 and travel > SCRIBBLE_TRAVEL * longest,
                wide=bool(extent[0] >= SEVERAL_ASPECT * max(float(extent[1]), 1e-9)))
 

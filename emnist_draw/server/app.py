@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -40,10 +40,12 @@ from emnist_draw.server.inputs import (InkError, InputError, batch_to_inputs,
                                        open_image, request_to_input)
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.reading import read_router
-from emnist_draw.status import Ink
+from emnist_draw.deadline import check_time
+from emnist_draw.reader import column_runs
+from emnist_draw.status import Ink, image_ink, strokes_ink
 from emnist_draw.server.schemas import (ERROR_RESPONSES, INPUT_ERRORS, MAX_BATCH,
                                         MAX_BODY_BYTES, MAX_IMAGE_BYTES, BatchBody,
-                                        BatchPrediction, Charset, PredictBody, Prediction,
+                                        BatchPrediction, Charset, FormInt, PredictBody, Prediction,
                                         PredictRequest, limits)
 
 MODEL_ENV = "EMNIST_DRAW_MODEL"
@@ -51,7 +53,7 @@ MODEL_ENV = "EMNIST_DRAW_MODEL"
 log = logging.getLogger("uvicorn.error")
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_ERRORS_SHOWN = 5
-IMAGE_DECODE_THREADS = 2
+HEAVY_WORK_THREADS = 2
 # Images up to this many pixels (a canvas snapshot is ~0.1 M) decode on the event loop: under ~8 ms,
 # the order of a long strokes request, and a thread hop costs more than the work (0.6 ms of
 # ~1.8 ms per request, bench/profile_request.py). Larger ones go to the decoding threads.
@@ -108,8 +110,8 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
     _install_error_handlers(app)
 
     @functools.cache
-    def image_decoders() -> anyio.CapacityLimiter:  # made on first use, inside the event loop
-        return anyio.CapacityLimiter(IMAGE_DECODE_THREADS)
+    def heavy_work() -> anyio.CapacityLimiter:  # made on first use, inside the event loop
+        return anyio.CapacityLimiter(HEAVY_WORK_THREADS)
 
     def read(req: PredictRequest) -> np.ndarray:
         try:
@@ -125,11 +127,10 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         return preprocess.normalize(ink), predictor.image_ink(ink)
 
     def ink_of(req: PredictRequest) -> Ink | None:
-        """The strokes' shape facts, for the answer's status; images and pixels have none."""
+        """The strokes' shape facts, for the answer's status; pixels have none."""
         if req.strokes is None:
             return None
-        canvas = (req.canvas.width, req.canvas.height) if req.canvas else None
-        return predictor.ink(req.strokes, canvas)
+        return predictor.ink(req.points, _canvas(req))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -148,20 +149,33 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         if isinstance(body, str):
             return predictor.predict(demo_string_to_input(body)[None], [(5, "all", False)])[0]
         options = (body.top_k, body.charset, body.return_input)
-        # Decoding a large image can take ~0.4 s at the limits: in a thread, so it neither stalls
-        # the other requests nor escapes the request timeout. Two threads at most: with the GIL,
-        # more only thrash (the whole threadpool cost 2.5x the CPU per image at 64 clients).
+
+        def answer(image: np.ndarray, ink: Ink | None) -> Prediction:
+            return predictor.predict(image[None], [options], [ink])[0]
+
+        # Heavy work goes to a thread, so it neither stalls the other requests nor escapes the
+        # request timeout: decoding a large image (~0.4 s at the limits), and the string read
+        # that tells whether wide ink is several characters (up to ~30 ms). Two threads at most:
+        # with the GIL, more only thrash (the whole threadpool cost 2.5x the CPU per image at 64
+        # clients).
+        async def in_thread(work: Callable[..., Prediction], *args: Any) -> Prediction:
+            return await anyio.to_thread.run_sync(work, *args, limiter=heavy_work())
+
         if body.image is not None:
             image_file = open_image(decode_base64_image(body.image))
             width, height = image_file.size
-            if width * height <= INLINE_IMAGE_PIXELS:
-                image, ink = read_image(image_file)
-            else:
-                image, ink = await anyio.to_thread.run_sync(read_image, image_file,
-                                                            limiter=image_decoders())
-        else:
-            image, ink = read(body), ink_of(body)
-        return predictor.predict(image[None], [options], [ink])[0]
+            if width * height > INLINE_IMAGE_PIXELS:
+                return await in_thread(lambda: answer(*read_image(image_file)))
+            ink = decode_ink(image_file)
+            facts = image_ink(ink)
+            if predictor.needs_reading(facts, column_runs(ink)):
+                return await in_thread(lambda: answer(preprocess.normalize(ink),
+                                                      predictor.image_ink(ink)))
+            return answer(preprocess.normalize(ink), facts)
+        if body.strokes is not None and predictor.needs_reading(
+                strokes_ink(body.points, _canvas(body)), len(body.points)):
+            return await in_thread(lambda: answer(read(body), ink_of(body)))
+        return answer(read(body), ink_of(body))
 
     # The original demo's path, for clients written against it.
     app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
@@ -173,7 +187,7 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
               responses=INPUT_ERRORS)
     def predict_upload(
         file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")],
-        top_k: Annotated[int, Form(ge=1, le=47)] = 5,
+        top_k: Annotated[FormInt, Form(ge=1, le=47)] = 5,
         charset: Annotated[Charset, Form()] = "all",
         return_input: Annotated[bool, Form()] = False,
     ) -> Prediction:
@@ -189,9 +203,13 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         """A JSON list of the objects `/api/predict` takes; answers in the same order. One bad item
         refuses the whole batch, naming the item."""
         images = batch_to_inputs(body)  # bounded: pixels per batch, the request's deadline
+        inks = []
+        for r in body:  # each item's shape facts may read it as a string: bounded, deadline too
+            check_time()
+            inks.append(ink_of(r))
         options = [(r.top_k, r.charset, r.return_input) for r in body]
         return BatchPrediction(model=predictor.name, predictions=predictor.predict(
-            np.stack(images), options, [ink_of(r) for r in body]))
+            np.stack(images), options, inks))
 
     @app.get("/api/model", summary="The model: classes, figures, preprocessing, limits")
     def model_info() -> dict[str, Any]:
@@ -222,6 +240,10 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
     add_api_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _canvas(req: PredictRequest) -> tuple[float, float] | None:
+    return (req.canvas.width, req.canvas.height) if req.canvas else None
 
 
 async def _request(app: ASGIApp, path: str, body: bytes) -> int:

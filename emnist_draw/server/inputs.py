@@ -27,6 +27,7 @@ IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP")  # MPO: how Pillow names many pho
 # works on a 112-pixel frame around the ink anyway: a 4096x4096 image otherwise costs a second of
 # CPU and half a gigabyte of float arrays per request.
 WORK_SIDE = 1024
+MIN_WORK_SIDE = 32
 # Besides OSError, what Pillow raises for files it cannot make sense of: ValueError (e.g. a PNG
 # text chunk that decompresses too far), SyntaxError and struct.error (broken headers),
 # DecompressionBombError (over twice Pillow's own pixel limit, before ours is even checked).
@@ -48,8 +49,7 @@ class InputError(ValueError):
 
 def request_to_input(req: PredictRequest) -> np.ndarray:
     if req.strokes is not None:
-        canvas = (req.canvas.width, req.canvas.height) if req.canvas else None
-        return strokes_to_input(req.strokes, canvas_size=canvas)
+        return strokes_to_input(req.points)
     if req.image is not None:
         return image_bytes_to_input(decode_base64_image(req.image))
     return pixels_to_input(req.pixels)
@@ -172,8 +172,11 @@ def _reduced(image: Image.Image) -> Image.Image:
         image = image.convert("RGBA")
     elif image.mode not in ("L", "RGB", "RGBA"):
         image = image.convert("L")
-    image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
-    return image
+    # The shorter side is not reduced below MIN_WORK_SIDE (or its own size): an 8192x3 image of a
+    # line would become 1024x1, every pixel of it a border pixel, and its ink the "background".
+    scale = WORK_SIDE / max(image.size)
+    width, height = (max(round(side * scale), min(side, MIN_WORK_SIDE)) for side in image.size)
+    return image.resize((width, height), Image.Resampling.BOX)
 
 
 def batch_to_inputs(reqs: Sequence[PredictRequest]) -> list[np.ndarray]:

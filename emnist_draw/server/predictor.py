@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from emnist_draw.preprocess import parse_strokes, strokes_to_input
-from emnist_draw.reader import StringReader
+from emnist_draw.reader import MAX_PARTS, StringReader, column_runs
 from emnist_draw.recognizer import Recognizer, display_label
 from emnist_draw.server.schemas import Guess, Prediction
 from emnist_draw.status import Ink, image_ink, judge, strokes_ink
+
+# Wide ink of more primitives (strokes, an image's column runs) than two characters can be made of
+# is several characters without reading it: a reading can only say so, and it would cost one
+# candidate per run of primitives.
+SEVERAL_MAX_PARTS = 2 * MAX_PARTS
 
 
 class Predictor:
@@ -34,23 +39,41 @@ class Predictor:
         # makes the first request as fast as the next.
         strokes = [[[10, 10], [10, 90]], [[0, 20], [10, 10]]]
         image = strokes_to_input(strokes, canvas_size=(100, 100))
-        self.predict(image[None], [(5, "all", True)], [self.ink(strokes, (100, 100))])
+        self.predict(image[None], [(5, "all", True)], [self.ink(parse_strokes(strokes), (100, 100))])
         self.predict(np.stack([image, image]), [(5, "all", False), (5, "digits", False)])
 
-    def ink(self, strokes: Sequence, canvas: tuple[float, float] | None = None) -> Ink:
-        """What the strokes' shape says (emnist_draw.status); wide ink is read as a string too,
-        so that "42" on the one-character pad is answered "several characters", not "H"."""
-        ink = strokes_ink(parse_strokes(strokes), canvas)
-        if ink.wide and not (ink.tiny or ink.scribble):
-            ink = dataclasses.replace(ink, several=len(self.reader.read_strokes(strokes).characters) > 1)
-        return ink
+    def needs_reading(self, facts: Ink, parts: int) -> bool:
+        """Whether only the string reader can tell if the ink is several characters: wide ink of
+        2..SEVERAL_MAX_PARTS primitives. That read (at most ~26 candidates) belongs off the event
+        loop; everything else is settled by the shape alone (see several)."""
+        return self.several(facts, parts) is None
+
+    @staticmethod
+    def several(facts: Ink, parts: int) -> bool | None:
+        """Several characters, when the shape tells: never for narrow ink, a dot, a scribble or
+        one primitive; always for wide ink of more primitives than two characters are made of.
+        None: read it."""
+        if not facts.wide or facts.tiny or facts.scribble or parts < 2:
+            return False
+        return True if parts > SEVERAL_MAX_PARTS else None
+
+    def ink(self, points: Sequence[np.ndarray], canvas: tuple[float, float] | None = None) -> Ink:
+        """What parsed strokes' shape says (emnist_draw.status); wide ink is read as a string
+        where that can change the answer, so that "42" on the one-character pad is answered
+        "several characters", not "H"."""
+        facts = strokes_ink(points, canvas)
+        several = self.several(facts, len(points))
+        if several is None:
+            several = len(self.reader.read_strokes(points).characters) > 1
+        return dataclasses.replace(facts, several=several)
 
     def image_ink(self, ink: np.ndarray) -> Ink:
-        """The same for an image's ink (inputs.decode_ink): wide ink is read as a line."""
+        """The same for an image's ink (inputs.decode_ink), its primitives the column runs."""
         facts = image_ink(ink)
-        if facts.wide:
-            facts = dataclasses.replace(facts, several=len(self.reader.read_ink(ink).characters) > 1)
-        return facts
+        several = self.several(facts, column_runs(ink))
+        if several is None:
+            several = len(self.reader.read_ink(ink).characters) > 1
+        return dataclasses.replace(facts, several=several)
 
     def predict(self, images: np.ndarray, options: list[tuple[int, str, bool]],
                 inks: Sequence[Ink | None] | None = None) -> list[Prediction]:

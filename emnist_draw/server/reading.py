@@ -14,8 +14,8 @@ from emnist_draw.preprocess import InkError
 from emnist_draw.reader import Reading as EngineReading
 from emnist_draw.server.inputs import InputError, decode_base64_image, load_image, open_image
 from emnist_draw.server.predictor import Predictor
-from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, Alternative, Charset, Guess,
-                                        ReadCharacter, Reading, ReadRequest)
+from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, Alternative, Charset,
+                                        FormInt, Guess, ReadCharacter, Reading, ReadRequest)
 
 
 def read_router(predictor: Predictor) -> APIRouter:
@@ -69,7 +69,7 @@ def read_router(predictor: Predictor) -> APIRouter:
                  responses=INPUT_ERRORS)
     def read_upload(
         file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image of one line")],
-        top_k: Annotated[int, Form(ge=1, le=47)] = 3,
+        top_k: Annotated[FormInt, Form(ge=1, le=47)] = 3,
         charset: Annotated[Charset, Form()] = "all",
         pattern: Annotated[str | None, Form(min_length=1, max_length=100,
                                             pattern=r"^[DLdl?]+$")] = None,

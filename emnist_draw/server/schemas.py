@@ -10,8 +10,8 @@ import re
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator,
+                      Field, Tag, model_validator)
 
 from emnist_draw.data import BALANCED_CLASSES, to_balanced
 from emnist_draw.preprocess import parse_strokes
@@ -94,6 +94,18 @@ class PredictRequest(BaseModel):
         if self.pixels is not None and len(self.pixels) != N_PIXELS:
             raise ValueError(f"'pixels' needs {N_PIXELS} values (28x28), got {len(self.pixels)}")
         return self
+
+
+def _plain_integer(value: object) -> object:
+    """A form field's integer as people write it: ASCII digits only (lax parsing also took
+    "5.0", " 5" and "+5")."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,6}", value, re.ASCII):
+        raise ValueError(f"{value[:20]!r} is not a whole number: write it with the digits 0-9, "
+                         "e.g. 5")
+    return value
+
+
+FormInt = Annotated[int, BeforeValidator(_plain_integer)]
 
 
 def _body_kind(body: object) -> str:

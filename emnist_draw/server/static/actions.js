@@ -1,0 +1,103 @@
+// What the buttons and keys do to the drawing: Undo, Clear, Predict, the mode and the
+// character set.
+
+import { S } from "./state.js";
+import { pad, ui, STORE, save } from "./dom.js";
+import { tm } from "./i18n.js";
+import { redraw, sizePad } from "./pad.js";
+import { setStatus } from "./status.js";
+import { read, showEmpty } from "./reading.js";
+import { closeCharPanel } from "./several.js";
+import { closeGrid } from "./picker.js";
+
+export function clearPad() {
+  S.strokes.length = 0;
+  S.current = null;
+  S.activePointer = null;
+  S.tapStart = null;
+  S.drawing++;
+  clearTimeout(S.liveTimer);
+  redraw();
+  updateButtons();
+  showEmpty("empty");
+}
+
+export function undo() {
+  if (S.strokes.length === 0) return;
+  S.strokes.pop();
+  S.drawing++;
+  redraw();
+  updateButtons();
+  if (S.strokes.length === 0) showEmpty("empty");
+  else read();
+}
+
+export function updateButtons() {
+  ui.undo.disabled = S.strokes.length === 0;
+}
+
+// Several characters keeps the ink (a character on the square pad fits the wide one's left end,
+// and "switch to Several characters" reads that same ink); back to one character starts afresh,
+// since a string would not fit the square pad and reading it as one character is the mistake.
+export function setMode(next) {
+  if (next === S.mode) return;
+  S.mode = next;
+  S.drawing++;
+  save(STORE.mode, S.mode);
+  if (S.mode === "one") {
+    S.strokes.length = 0;
+    S.current = null;
+  }
+  showMode();
+  showEmpty(S.strokes.length ? "reading" : "start");
+  updateButtons();
+  sizePad();
+  if (S.strokes.length) read();
+}
+
+export function showMode() {
+  document.body.classList.toggle("several", S.mode === "several");
+  ui.modeOne.setAttribute("aria-pressed", String(S.mode === "one"));
+  ui.modeSeveral.setAttribute("aria-pressed", String(S.mode === "several"));
+  ui.title.textContent = tm("title");
+  ui.lede.textContent = tm("lede");
+  document.title = `emnist-draw: ${tm("title").toLowerCase()}`;
+  pad.setAttribute("aria-label", tm("padLabel"));
+  ui.hint.textContent = tm("padHint");
+  if (S.statusKey) setStatus(S.statusKey);
+}
+
+ui.modeOne.addEventListener("click", () => setMode("one"));
+ui.modeSeveral.addEventListener("click", () => setMode("several"));
+ui.predict.addEventListener("click", () => read(true));
+ui.clear.addEventListener("click", clearPad);
+ui.undo.addEventListener("click", undo);
+
+ui.charset.addEventListener("change", () => {
+  save(STORE.charset, ui.charset.value);
+  if (S.strokes.length) read();
+});
+
+document.addEventListener("keydown", (e) => {
+  // Esc, Delete and Ctrl+Z belong to the control with focus there: Esc closes a select's list,
+  // Delete deletes a typed character, Ctrl+Z undoes typing. None of them may clear the pad.
+  if (e.target.closest?.("input, select, textarea")) return;
+  if (e.key === "Escape" && !ui.picker.hidden) {  // Escape closes a picker before it clears
+    e.preventDefault();
+    closeGrid(ui.picker, ui.feedback);
+    ui.feedback.focus();
+  } else if (e.key === "Escape" && !ui.charPicker.hidden) {
+    e.preventDefault();
+    closeGrid(ui.charPicker, ui.charOther);
+    ui.charOther.focus();
+  } else if (e.key === "Escape" && S.openChar !== null) {
+    e.preventDefault();
+    closeCharPanel(true);
+  } else if (e.key === "Escape" || e.key === "Delete") {
+    e.preventDefault();
+    clearPad();
+  } else if ((e.ctrlKey || e.metaKey) && !e.shiftKey && e.key.toLowerCase() === "z") {
+    e.preventDefault();
+    undo();
+  }
+});

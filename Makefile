@@ -76,6 +76,8 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/read_strings.py --part tune --speed $(call BENCH_JSON,read_strings_speed)
 	$(BIN)/python bench/profile_request.py $(call BENCH_JSON,profile_request)
 	$(BIN)/python bench/startup.py $(call BENCH_JSON,startup)
+	$(BIN)/python bench/versus.py $(call BENCH_JSON,versus)
+	$(BIN)/python bench/hostile.py $(call BENCH_JSON,hostile)
 	$(BIN)/python bench/http_load.py $(call BENCH_JSON,http_load)
 	$(BIN)/python bench/memory.py $(call BENCH_JSON,memory)
 	$(BIN)/python bench/footprint.py $(call BENCH_JSON,footprint)

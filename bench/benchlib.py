@@ -255,11 +255,13 @@ def _pin(cpus: Sequence[int] | None, nice: int) -> Any:
 @contextmanager
 def server(command: list[str], port: int, ready_body: bytes | None = None,
            cpus: Sequence[int] | None = None, nice: int = 0, timeout: float = 180,
-           poll_s: float = 0.005, env: dict[str, str] | None = None) -> Iterator[Server]:
+           poll_s: float = 0.005, env: dict[str, str] | None = None,
+           cwd: Path = ROOT) -> Iterator[Server]:
     """Start command (which must listen on port), wait until POST /api/predict with ready_body
     answers 200 (or, without a body, until the port accepts), yield, then stop it and its workers.
 
-    cpus: pin it (and so its workers) to these CPUs; nice: lower its priority.
+    cpus: pin it (and so its workers) to these CPUs; nice: lower its priority; cwd: where it
+    runs (bench/versus.py serves another commit's code from its worktree).
     """
     log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
     environ = {k: v for k, v in os.environ.items() if k not in UNSET_ENV}
@@ -267,7 +269,7 @@ def server(command: list[str], port: int, ready_body: bytes | None = None,
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                 env={**environ, **SERVER_ENV, **(env or {})},
-                                preexec_fn=_pin(cpus, nice), cwd=ROOT)
+                                preexec_fn=_pin(cpus, nice), cwd=cwd)
     srv = Server(command, port, proc, log, started)
     try:
         deadline = started + timeout

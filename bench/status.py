@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 import benchlib
 from emnist_draw import data, unipen
-from emnist_draw.preprocess import image_to_ink, normalize, strokes_to_input
+from emnist_draw.preprocess import image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.server.predictor import Predictor
 
 PAD = 300.0
@@ -86,7 +86,7 @@ def image_statuses(predictor: Predictor, images: list[Image.Image]) -> Counter:
 
 def statuses(predictor: Predictor, drawings: list) -> Counter:
     images = np.stack([strokes_to_input(d) for d in drawings])
-    inks = [predictor.ink(d, (PAD, PAD)) for d in drawings]
+    inks = [predictor.ink(parse_strokes(d), (PAD, PAD)) for d in drawings]
     answers = predictor.predict(images, [(5, "all", False)] * len(images), inks)
     return Counter(a.status for a in answers)
 

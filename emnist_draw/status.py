@@ -55,7 +55,8 @@ class Ink:
 
     tiny: bool = False      # a tap or a dot on the canvas
     scribble: bool = False  # more pen travel than any character needs
-    wide: bool = False      # wide enough to be several characters side by side
+    wide: bool = False      # wide enough to be several characters side by side ...
+    apart: bool = False     # ... and parts of it apart, an empty column between them
     several: bool = False   # ... and the string reader reads more than one there
 
 
@@ -71,7 +72,8 @@ def strokes_ink(points: Sequence[np.ndarray], canvas: tuple[float, float] | None
         tiny = len(everything) <= DOT_POINTS and longest <= DOT_UNITS
     return Ink(tiny=tiny,
                scribble=longest > 0 and travel > SCRIBBLE_TRAVEL * longest,
-               wide=bool(extent[0] >= SEVERAL_ASPECT * max(float(extent[1]), 1e-9)))
+               wide=bool(extent[0] >= SEVERAL_ASPECT * max(float(extent[1]), 1e-9)),
+               apart=_apart([(float(p[:, 0].min()), float(p[:, 0].max())) for p in points]))
 
 
 def image_ink(ink: np.ndarray) -> Ink:
@@ -79,7 +81,20 @@ def image_ink(ink: np.ndarray) -> Ink:
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     if not rows.size:
         return Ink()
-    return Ink(wide=bool(cols[-1] - cols[0] + 1 >= SEVERAL_ASPECT * (rows[-1] - rows[0] + 1)))
+    return Ink(wide=bool(cols[-1] - cols[0] + 1 >= SEVERAL_ASPECT * (rows[-1] - rows[0] + 1)),
+               apart=bool(len(cols) < cols[-1] - cols[0] + 1))
+
+
+def _apart(spans: list[tuple[float, float]]) -> bool:
+    """Whether the strokes' x-extents leave an empty stretch between them: characters side by
+    side do, a character's own strokes (the bar of a 4, the dot of an i) cross each other's."""
+    spans.sort()
+    reach = spans[0][1]
+    for x0, x1 in spans[1:]:
+        if x0 > reach:
+            return True
+        reach = max(reach, x1)
+    return False
 
 
 def judge(probabilities: np.ndarray, classes: Sequence[str], image: np.ndarray,

@@ -51,9 +51,9 @@ class Predictor:
     @staticmethod
     def several(facts: Ink, parts: int) -> bool | None:
         """Several characters, when the shape tells: never for narrow ink, a dot, a scribble or
-        one primitive; always for wide ink of more primitives than two characters are made of.
-        None: read it."""
-        if not facts.wide or facts.tiny or facts.scribble or parts < 2:
+        ink whose parts all cross each other; always for wide ink of more primitives than two
+        characters are made of. None: read it."""
+        if not (facts.wide and facts.apart) or facts.tiny or facts.scribble:
             return False
         return True if parts > SEVERAL_MAX_PARTS else None
 

@@ -10,12 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, File, Form, UploadFile
 from PIL import Image
 
+from emnist_draw.lines import Line, LinesReading, read_lines
 from emnist_draw.preprocess import InkError
 from emnist_draw.reader import Reading as EngineReading
 from emnist_draw.server.inputs import InputError, decode_base64_image, load_image, open_image
 from emnist_draw.server.predictor import Predictor
 from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, Alternative, Charset,
-                                        FormInt, Guess, ReadCharacter, Reading, ReadRequest)
+                                        FormInt, Guess, ReadCharacter, Reading, ReadLine,
+                                        ReadRequest)
 
 
 def read_router(predictor: Predictor) -> APIRouter:
@@ -23,10 +25,16 @@ def read_router(predictor: Predictor) -> APIRouter:
     reader = predictor.reader
 
     def answer(reading: EngineReading, charset: str, from_strokes: bool,
-               known: list[list[int]] = ()) -> Reading:
+               known: list[list[int]] = (), lines: list[Line] | None = None) -> Reading:
         confirmed = {tuple(sorted(strokes)) for strokes in known}
+        if lines is None:  # an image: one line
+            box = [min(c.box[0] for c in reading.characters), min(c.box[1] for c in reading.characters),
+                   max(c.box[2] for c in reading.characters), max(c.box[3] for c in reading.characters)]
+            lines = [Line(reading.text, list(range(len(reading.characters))), None, box)]
         return Reading(
             text=reading.text,
+            lines=[ReadLine(text=line.text, characters=line.characters, strokes=line.strokes,
+                            box=list(line.box)) for line in lines],
             characters=[ReadCharacter(
                 prediction=c.prediction, display=c.display,
                 top_k=[Guess(label=label, display=shown, probability=p) for label, shown, p in c.top_k],
@@ -55,8 +63,8 @@ def read_router(predictor: Predictor) -> APIRouter:
         try:
             if body.strokes is not None:
                 known = [(k.strokes, k.label) for k in body.known or ()]
-                return answer(reader.read_strokes(body.strokes, known=known, **options),
-                              body.charset, True, [k for k, _ in known])
+                read: LinesReading = read_lines(reader, body.strokes, known=known, **options)
+                return answer(read.reading, body.charset, True, [k for k, _ in known], read.lines)
             image = open_image(decode_base64_image(body.image))
             return answer(read_image(image, **options), body.charset, False)
         except (InkError, InputError):

@@ -216,6 +216,7 @@ def limits() -> dict[str, int]:
 
 MAX_WORDS = 5_000  # a caller's word list; longer lists belong in a lexicon, not in each request
 MAX_WORD_LENGTH = 64
+MAX_LINES = 5  # emnist_draw.lines: more rows of writing than this are refused
 KNOWN_HELP = (
     "Characters the writer confirmed (e.g. picked from a box's alternatives): each keeps its label "
     "and its strokes stay one character, never merged with others, while the rest is re-read. "
@@ -256,9 +257,11 @@ class ReadRequest(BaseModel):
     top_k: int = Field(3, ge=1, le=47, description="How many classes to return per character.")
     charset: Charset = Field("all", description="Restrict every character to digits or letters.")
     pattern: str | None = Field(
-        None, min_length=1, max_length=MAX_STROKES, pattern=r"^[DLdl?]+$",
+        None, min_length=1, max_length=MAX_STROKES + MAX_LINES, pattern=r"^[DLdl?]+(\n[DLdl?]+)*$",
         description="The string's shape, one letter per character: D a digit, L a letter, "
-                    "? either; e.g. 'LLDDD' for a code. The reading has exactly that length.")
+                    "? either; e.g. 'LLDDD' for a code. The reading has exactly that length. "
+                    "For writing on several lines, one pattern per line separated by newlines "
+                    "('DDD\\nDDD'); a 422 says when the count of lines differs.")
     words: list[Annotated[str, Field(min_length=1, max_length=MAX_WORD_LENGTH)]] | None = Field(
         None, max_length=MAX_WORDS,
         description="Words the string is likely to be; a reading that is one of them is preferred.")
@@ -325,9 +328,24 @@ class Alternative(BaseModel):
     score: float = Field(description="Log score of the whole reading; higher is better.")
 
 
+class ReadLine(BaseModel):
+    text: str = Field(description="This line's text.")
+    characters: list[int] = Field(description="Indices into 'characters' of this line's, left "
+                                              "to right.")
+    strokes: list[int] | None = Field(
+        None, description="Indices into the request's strokes on this line (strokes only).")
+    box: list[float] = Field(description="[x0, y0, x1, y1] of the line's ink.")
+
+
 class Reading(BaseModel):
-    text: str = Field(description="The string read; spaces where the ink leaves a wide gap.")
-    characters: list[ReadCharacter]
-    alternatives: list[Alternative] = Field(description="Whole-string readings, best first.")
+    text: str = Field(description="The text read, lines joined by a newline ('\\n'); spaces "
+                                  "where the ink leaves a wide gap.")
+    characters: list[ReadCharacter] = Field(description="Every line's characters, the top line "
+                                                        "first, each line left to right.")
+    lines: list[ReadLine] = Field(description=(
+        "The lines, top to bottom: strokes written one line under another are read line by "
+        f"line (at most {MAX_LINES}; an image is one line). One line for writing on one line."))
+    alternatives: list[Alternative] = Field(description="Whole-text readings, best first (lines "
+                                                        "joined by '\\n').")
     model: str
     charset: Charset

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from emnist_draw.data import MERGED_LETTERS
+from emnist_draw.deadline import check_time
 from emnist_draw.known import Known, primitives as known_primitives
+from emnist_draw.language import TYPES, LanguageModel, State, default as default_language
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.recognizer import Recognizer, display_label
 from emnist_draw.status import Ink, judge
@@ -38,18 +40,29 @@ from emnist_draw.status import Ink, judge
 MAX_PARTS = 4
 # Scoring constants, chosen on the UNIPEN tune writers' printed words (bench/read_strings.py
 # --part tune); the measure writers are never used for this.
-CHARACTER_BONUS = 3.0      # per character: without it, merging two characters into one wins
+CHARACTER_BONUS = 3.5      # per character: without it, merging two characters into one wins
 TINY_COST = 6.0            # a candidate this small is a dot or a fragment, not a character
 TINY_SIZE = 0.22           # ... below this fraction of the line's height (and width)
-KIND_SWITCH_COST = 4.0     # digit <-> letter within a string
 OVERLAP_COST = 10.0        # x (share of the narrower one's width) two neighbours overlap
 MAX_GAP = 0.3              # an empty gap wider than this (x line height) splits characters
 MAX_WIDTH = 1.6            # no candidate of several primitives is wider (x line height)
 WORD_BONUS = 4.0           # a reading that is one of the caller's words
-LEXICON_BONUS = 3.0        # ... or an English word (english_lexicon)
+LM_WEIGHT = 0.5            # x log P(string) of the language model (emnist_draw.language)
 SPACE_GAP = 0.6            # a gap this wide (x line height, and 2.5x the usual gap) is a space
 CANDIDATE_CLASSES = 4      # classes per candidate considered by the search
+PATTERN_MISFIT = 8.0       # a pattern's reading this much worse than the free one: no fit
+CONTEXT_CLASSES = 6        # classes per character weighed in its string's context (top_k)
 BEAM = 12
+# With a pattern the beam keeps readings of every length apart (see _pruned); all lengths
+# together keep at most this many, so a long pattern over many primitives stays linear.
+PATTERN_BEAM = 48
+# Bounds on what one read may cost, checked before the work: at most this many primitives
+# (the API's limit on strokes; an image's column runs are held to it too), so at most
+# ~MAX_PARTS x MAX_PRIMITIVES candidates are rendered and read.
+MAX_PRIMITIVES = 100
+# Candidates go through the model this many at a time: ONNX Runtime keeps the memory of the
+# largest batch it ran, and ~400 at once left a worker at 60 MB more for good.
+READ_BATCH = 32
 # For the case of merged letters: unmerged classes whose height is the capitals' (B, d, h ...)
 # or the lowercase x-height (a, e, n, r), and the merged letters whose case shows in height.
 TALL_UNMERGED = set("ABDEFGHNQRTbdfht")
@@ -85,15 +98,17 @@ class _Primitive:
 class _Hypothesis:
     score: float
     steps: tuple = ()  # ((first, end, class index), ...) along the path
+    language: State | None = field(default=None, compare=False)  # the prefix's prior
 
 
 class StringReader:
     """Reads strings with a Recognizer; one instance serves any number of requests."""
 
-    def __init__(self, recognizer: Recognizer, lexicon: Iterable[str] | None = None):
-        """`lexicon`: words a reading is preferred to be (default: english_lexicon())."""
+    def __init__(self, recognizer: Recognizer, language: LanguageModel | None = None):
+        """`language`: the prior over strings (default: emnist_draw.language.default(), loaded
+        on the first read, not at start-up: most requests read one character)."""
         self.recognizer = recognizer
-        self.lexicon = {balanced_form(w) for w in (english_lexicon() if lexicon is None else lexicon)}
+        self._language = language
         self.classes = recognizer.classes
         self.is_digit = np.array([c.isdigit() for c in self.classes])
 
@@ -127,8 +142,11 @@ class StringReader:
                  pattern: str | None = None, words: Sequence[str] | None = None,
                  n_best: int = 5) -> Reading:
         """The ink of a line image as preprocess.image_to_ink leaves it (white on black)."""
-        inked = ink.any(0)
-        edges = np.flatnonzero(np.diff(np.r_[False, inked, False]))
+        edges = _run_edges(ink)
+        if len(edges) // 2 > MAX_PRIMITIVES:
+            raise InkError(f"the image has {len(edges) // 2} separate runs of inked columns; at "
+                           f"most {MAX_PRIMITIVES} can be read as one line: send fewer characters, "
+                           "or an image with less noise")
         runs = list(zip(edges[::2], edges[1::2]))
         boxes = []
         for x0, x1 in runs:
@@ -146,8 +164,17 @@ class StringReader:
               charset: str, top_k: int, pattern: str | None, words: Sequence[str] | None,
               n_best: int, fixed: dict[int, int] | None = None) -> Reading:
         """`fixed`: primitives the writer confirmed -> their class (see emnist_draw.known)."""
+        if len(boxes) > MAX_PRIMITIVES:
+            raise InkError(f"{len(boxes)} strokes: at most {MAX_PRIMITIVES} can be read at once")
         allowed = self.recognizer.allowed(charset)
         kinds = _pattern_kinds(pattern)
+        if kinds is not None and len(kinds) > len(boxes):
+            raise ValueError(f"the pattern {pattern!r} asks for {len(kinds)} characters, but the "
+                             f"ink has only {len(boxes)} separate parts: write the string, or "
+                             "shorten the pattern")
+        # Read without the pattern too: a pattern far shorter (or longer) than what the ink
+        # reads as would otherwise be met by merging characters ("LLL" on YELLOW: "HHW").
+        free = self._read(boxes, render, charset, 1, None, words, 1, fixed) if kinds else None
         order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
         sorted_boxes = np.array([boxes[i] for i in order])
         everything = np.r_[sorted_boxes[:, :2].min(0), sorted_boxes[:, 2:].max(0)]
@@ -157,8 +184,8 @@ class StringReader:
         fixed = fixed or {}
         # A confirmed character is a candidate of its own, never part of a larger one.
         spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
-        images = np.stack([render([order[k] for k in range(a, b)]) for a, b in spans])
-        logits = self.recognizer.logits(images)
+        images = np.stack([_checked(render, [order[k] for k in range(a, b)]) for a, b in spans])
+        logits = self.recognizer.logits(images, batch_size=READ_BATCH)
         known_class = {n: fixed[order[a]] for n, (a, b) in enumerate(spans) if b - a == 1 and order[a] in fixed}
         for n, c in known_class.items():  # certain: probability 1, status ok, in any context
             logits[n] = -50.0
@@ -181,44 +208,62 @@ class StringReader:
                 choices[kind] = np.array([row[members[row]][:CANDIDATE_CLASSES] for row in ranked])
         hinted = {balanced_form(w) for w in words} if words else set()
 
+        @lru_cache(maxsize=None)  # per read: a pair of neighbouring spans recurs on every path
+        def overlap(a: int, b: int, end: int) -> float:
+            return _overlap(span_boxes[(a, b)], span_boxes[(b, end)], line_height)
+
         beams: list[list[_Hypothesis]] = [[] for _ in range(len(order) + 1)]
-        beams[0] = [_Hypothesis(0.0)]
+        language = self.language
+        # The prior of a prefix with one more class; per read, as many paths share prefixes.
+        advance = lru_cache(maxsize=None)(lambda state, c: language.advance(state, self.classes[c]))
+        beams[0] = [_Hypothesis(0.0, (), language.start)]
         for start in range(len(order)):
-            for hyp in _pruned(beams[start], per_length=kinds is not None):
+            check_time()
+            expanding, beams[start] = _pruned(beams[start], per_length=kinds is not None), []
+            for hyp in expanding:  # (the node's other paths freed: only the pruned go on)
                 position = len(hyp.steps)
                 if kinds is not None and position >= len(kinds):
                     continue
+                previous = hyp.steps[-1] if hyp.steps else None
                 for end in range(start + 1, min(start + MAX_PARTS, len(order)) + 1):
                     n = span_index.get((start, end))
                     if n is None:
                         continue
+                    base = hyp.score + CHARACTER_BONUS - costs[n]
+                    if previous is not None:
+                        base -= OVERLAP_COST * overlap(previous[0], start, end)
                     options = choices[kinds[position] if kinds else None][n]
                     for c in ((known_class[n],) if n in known_class else options):
                         if not allowed[c] and n not in known_class:
                             continue
-                        score = hyp.score + log_probs[n, c] + CHARACTER_BONUS - costs[n]
-                        if hyp.steps:
-                            a, b, previous = hyp.steps[-1]
-                            if self.is_digit[previous] != self.is_digit[c]:
-                                score -= KIND_SWITCH_COST
-                            score -= OVERLAP_COST * _overlap(span_boxes[(a, b)],
-                                                             span_boxes[(start, end)], line_height)
-                        beams[end].append(_Hypothesis(score, hyp.steps + ((start, end, c),)))
+                        state = advance(hyp.language, c)
+                        score = (base + log_probs[n, c]
+                                 + LM_WEIGHT * (state.total - hyp.language.total))
+                        if score > -np.inf:
+                            beams[end].append(_Hypothesis(score, hyp.steps + ((start, end, c),),
+                                                          state))
         finals = beams[-1]
         if kinds is not None:
             finals = [h for h in finals if len(h.steps) == len(kinds)]
             if not finals:
                 raise InkError(f"no reading of {len(kinds)} characters fits the ink and the pattern "
                                f"{pattern!r}: check its length and kinds")
-        # Case and spaces are decided for the best few only: a word list compares balanced
-        # forms, which need neither.
-        finals = [_Hypothesis(h.score + self._word_bonus(self._plain(h.steps), hinted), h.steps)
-                  for h in finals]
+        # The string's end (a word must be whole), and the caller's words. Case and spaces are
+        # decided for the best few only: a word list compares balanced forms, which need neither.
+        finals = [_Hypothesis(h.score + LM_WEIGHT * (ended.total - h.language.total)
+                              + (WORD_BONUS if self._plain(h.steps) in hinted else 0.0),
+                              h.steps, ended)
+                  for h in finals for ended in [language.finish(h.language)]]
         finals.sort(reverse=True)
         best = finals[0]
+        if free is not None and len(free.characters) != len(kinds) \
+                and free.alternatives[0][1] - best.score > PATTERN_MISFIT:
+            raise ValueError(f"the ink reads as {len(free.characters)} characters "
+                             f"({free.text!r}), and the pattern {pattern!r} asks for {len(kinds)}: "
+                             "give a pattern of the string's length")
         alternatives, seen = [], set()
         for hyp in finals[:4 * n_best]:
-            text = self._text(hyp.steps, span_boxes, line_height)
+            text = self._text(hyp.steps, span_boxes, line_height, hyp.language)
             if text not in seen:
                 seen.add(text)
                 alternatives.append((text, round(float(hyp.score), 3)))
@@ -228,45 +273,66 @@ class StringReader:
         characters = []
         letters = best_text.replace(" ", "")
         chosen = [c for _, _, c in best.steps]
+        in_context = self._in_context(chosen, probs[[span_index[(a, b)] for a, b, _ in best.steps]],
+                                      allowed)
         for position, ((a, b, c), shown) in enumerate(zip(best.steps, letters)):
             n = span_index[(a, b)]
-            top = np.argsort(-probs[n], kind="stable")[:min(top_k, int(allowed.sum()))]
+            context = in_context[position]
+            top = np.argsort(-context, kind="stable")[:min(top_k, int(allowed.sum()))]
             box = span_boxes[(a, b)]
-            status, alike = judge(self._in_context(logits[n], chosen, position, charset),
-                                  self.classes, images[n], Ink(tiny=costs[n] > 0))
+            status, alike = judge(context, self.classes, images[n], Ink(tiny=costs[n] > 0))
             characters.append(Character(
                 prediction=self.classes[c], display=shown,
-                top_k=[(self.classes[i], display_label(self.classes[i]), float(probs[n, i])) for i in top],
+                top_k=[(self.classes[i], display_label(self.classes[i]), float(context[i]))
+                       for i in top],
                 parts=sorted(order[k] for k in range(a, b)),
                 box=tuple(float(v) for v in box), status=status,
                 ambiguous_with=[display_label(self.classes[i]) for i in alike]))
         return Reading(best_text, characters, alternatives)
 
-    def _in_context(self, logits: np.ndarray, chosen: list[int], position: int,
-                    charset: str) -> np.ndarray:
-        """A character's probabilities as its string leaves them: among digits only when it and
-        all the others are digits, letters only when all are letters. The 0 of "2024" is then no
-        "0 or O?" (the string settled it), while a 1 in "AB1C" still is."""
-        others = [self.is_digit[c] for i, c in enumerate(chosen) if i != position]
-        same_kind = all(kind == self.is_digit[chosen[position]] for kind in others)
-        if charset == "all" and others and same_kind:  # an "O" amid digits stays in question
-            charset = "digits" if others[0] else "letters"
-        return self.recognizer.softmax(logits[None], charset)[0]
+    def _in_context(self, chosen: list[int], probs: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """Each character's calibrated probabilities as its string leaves them: a class's
+        probability times the language model's for the string with that class in its place
+        (as the search weighed it), over the character's CONTEXT_CLASSES likeliest classes,
+        which keep their share. The 0 of "2024" is then no "0 or O?" (the string settled it),
+        and a character's first alternative is the one the string reads."""
+        language, labels = self.language, [self.classes[c] for c in chosen]
+        prefixes = [language.start]
+        for label in labels:
+            prefixes.append(language.advance(prefixes[-1], label))
+        whole = language.finish(prefixes[-1]).total
+        out = probs.copy()
+        for position, row in enumerate(probs):
+            check_time()
+            ranked = [int(i) for i in np.argsort(-row, kind="stable") if allowed[i]]
+            candidates = list(dict.fromkeys([chosen[position], *ranked[:CONTEXT_CLASSES]]))
+            change = np.zeros(len(candidates))
+            for k, c in enumerate(candidates[1:], 1):
+                state = language.advance(prefixes[position], self.classes[c])
+                for label in labels[position + 1:]:
+                    state = language.advance(state, label)
+                change[k] = language.finish(state).total - whole
+            # The search's log probabilities are the calibrated ones x temperature.
+            weights = row[candidates] * np.exp(LM_WEIGHT * change / self.recognizer.temperature)
+            out[position, candidates] = weights / max(weights.sum(), 1e-300) * row[candidates].sum()
+        return out
 
-    def _word_bonus(self, plain: str, hinted: set[str]) -> float:
-        if plain in hinted:
-            return WORD_BONUS
-        return LEXICON_BONUS if len(plain) > 2 and plain in self.lexicon else 0.0
+    @property
+    def language(self) -> LanguageModel:
+        return self._language if self._language is not None else default_language()
 
     def _plain(self, steps: tuple) -> str:
         return "".join(self.classes[c] for _, _, c in steps)
 
-    def _text(self, steps: tuple, span_boxes: dict, line_height: float) -> str:
+    def _text(self, steps: tuple, span_boxes: dict, line_height: float,
+              ended: State | None = None) -> str:
         """The path's characters with the merged letters' case decided and spaces at wide gaps."""
         labels = [self.classes[c] for _, _, c in steps]
         spans = [span_boxes[(a, b)] for a, b, _ in steps]
-        heights = np.array([s[3] - s[1] for s in spans])
-        shown = [_case(i, labels, heights) for i in range(len(labels))]
+        heights = _rise(labels, spans)
+        posterior = self.language.posterior(ended) if ended is not None else None
+        lower, capital = _form(labels, heights, posterior)
+        shown = [_case(i, labels, heights, lower, capital) for i in range(len(labels))]
         gaps = np.array([spans[i][0] - spans[i - 1][2] for i in range(1, len(spans))])
         # A space is a gap far wider than the string's usual one between characters.
         usual = float(np.median(gaps[gaps > 0])) if (gaps > 0).sum() >= 3 else 0.0
@@ -277,50 +343,98 @@ class StringReader:
         return text
 
 
-def _case(i: int, labels: list[str], heights: np.ndarray) -> str:
-    """The case of a merged letter (EMNIST-balanced's "C" is C or c) from its neighbours."""
+_LOWER_TYPES, _UPPER_TYPES = ("word", "Word", "text", "Text"), ("WORD", "TEXT", "code")
+
+
+def _form(labels: list[str], heights: np.ndarray,
+          posterior: dict[str, float] | None) -> tuple[bool, bool | None]:
+    """(lower case?, first letter a capital? None: by its height) for a string's merged letters.
+    The classes often settle it (an unmerged "a" or "E"), which the language model's type
+    posterior says; else the heights (an x-height o beside a full-height B: "Box"); else the
+    likelier type (all x-height merged letters: "cow" is a word, "COW" less often)."""
+    lower_mass = sum(posterior[t] for t in _LOWER_TYPES) if posterior else None
+    upper_mass = sum(posterior[t] for t in _UPPER_TYPES) if posterior else None
+    letters = [j for j, l in enumerate(labels) if l.isalpha()]
+    if any(labels[j].islower() for j in letters):
+        lower = True
+    elif posterior is not None and lower_mass < 1e-6 < upper_mass:
+        lower = False
+    else:
+        # Capitals and digits (and k, l: ascenders) are full height, x-height letters are not.
+        tall = [heights[j] for j, l in enumerate(labels)
+                if l in TALL_UNMERGED or l.isdigit() or l in "KL"]
+        small = [heights[j] for j in letters[1:] if labels[j].lower() in X_HEIGHT_MERGED]
+        if tall and small:
+            lower = float(np.median(small)) < 0.75 * float(np.median(tall))
+        else:
+            lower = posterior is not None and lower_mass > upper_mass
+    capital = None
+    if posterior is not None and lower:
+        capitalized = posterior["Word"] + posterior["Text"]
+        if capitalized < 1e-6 or capitalized > 1 - 1e-6:  # settled by the classes
+            capital = capitalized > 0.5
+    return lower, capital
+
+
+def _rise(labels: list[str], spans: list[np.ndarray]) -> np.ndarray:
+    """How far each character rises above the line's baseline: a capital P or Y rises to the
+    capitals' height, a p or y only to the x-height (its tail is below the line)."""
+    bottoms = np.array([s[3] for s in spans])
+    on_line = [b for b, label in zip(bottoms, labels) if label not in "gqJPY"]
+    baseline = float(np.median(on_line)) if on_line else float(bottoms.max())
+    return np.array([baseline - s[1] for s in spans])
+
+
+def _case(i: int, labels: list[str], heights: np.ndarray, lower: bool,
+          capital: bool | None = None) -> str:
+    """The case of a merged letter (EMNIST-balanced's "C" is C or c) in a string of the form
+    `_form` found: upper case, or lower case with a capital only at its start, where its height
+    shows it."""
     label = labels[i]
-    if not (label.isupper() and label.lower() in MERGED_LETTERS):
+    if not (label.isupper() and label.lower() in MERGED_LETTERS) or not lower:
         return label
     letters = [j for j, l in enumerate(labels) if l.isalpha()]
-    if any(labels[j].islower() for j in letters):  # a lowercase-only letter: a lowercase word
-        # ... with a capital only at its start, and only where the case shows in the height.
-        if i != letters[0] or label.lower() not in X_HEIGHT_MERGED:
-            return label.lower()
-        tall = [heights[j] for j in letters if labels[j] in TALL_UNMERGED]
-        small = [heights[j] for j in letters if labels[j] in X_HEIGHT_UNMERGED]
-        if tall:
-            return label if heights[i] >= 0.8 * np.median(tall) else label.lower()
-        if small:
-            return label if heights[i] >= 1.4 * np.median(small) else label.lower()
+    if i != letters[0]:
         return label.lower()
-    if any(labels[j] in TALL_UNMERGED for j in letters):  # capitals and no lowercase: "SOX"
-        return label
-    # Merged letters only ("cow", "SOX"): x-height letters beside tall ones (k, l) are small.
-    tall = [heights[j] for j in letters if labels[j].lower() in "kl"]
-    if tall and label.lower() in X_HEIGHT_MERGED and heights[i] < 0.75 * max(tall):
+    if capital is not None:
+        return label if capital else label.lower()
+    if label.lower() in "ikl":  # as tall either way
         return label.lower()
-    return label
+    tall = [heights[j] for j in letters if labels[j] in TALL_UNMERGED or labels[j] in "KL"]
+    small = [heights[j] for j in letters[1:]
+             if labels[j] in X_HEIGHT_UNMERGED or labels[j].lower() in X_HEIGHT_MERGED]
+    if tall:
+        return label if heights[i] >= 0.8 * np.median(tall) else label.lower()
+    if small:
+        return label if heights[i] >= 1.4 * np.median(small) else label.lower()
+    return label.lower()
 
 
-@lru_cache(maxsize=1)
-def english_lexicon() -> frozenset[str]:
-    """English words, from the english-words package's GCIDE list (lower case, letters only)."""
-    from english_words import get_english_words_set
+def column_runs(ink: np.ndarray) -> int:
+    """How many runs of inked columns an image's ink has: its primitives, as read_ink cuts them."""
+    return len(_run_edges(ink)) // 2
 
-    # Letters only: the list also holds "28", "1st" and "b52", which would pull digits into words.
-    return frozenset(w for w in get_english_words_set(["gcide"], lower=True) if w.isalpha())
+
+def _run_edges(ink: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.diff(np.r_[False, ink.any(0), False]))
+
+
+def _checked(render: Callable[[Sequence[int]], np.ndarray], parts: Sequence[int]) -> np.ndarray:
+    check_time()  # rendering is most of a read's cost: stop once nobody would get the answer
+    return render(parts)
 
 
 def _pruned(hypotheses: list[_Hypothesis], per_length: bool) -> list[_Hypothesis]:
-    """The BEAM best; with a pattern, the BEAM best of each length, so that the pattern's
-    length is never pruned away by shorter or longer readings that score better."""
+    """The BEAM best; with a pattern, the best of each length, so that the pattern's length is
+    never pruned away by shorter or longer readings that score better: BEAM of each while few
+    lengths compete, fewer (at least 2) when many do, PATTERN_BEAM in all."""
     if not per_length:
         return sorted(hypotheses, reverse=True)[:BEAM]
     by_length: dict[int, list[_Hypothesis]] = {}
     for hyp in hypotheses:
         by_length.setdefault(len(hyp.steps), []).append(hyp)
-    return [h for group in by_length.values() for h in sorted(group, reverse=True)[:BEAM]]
+    keep = max(2, min(BEAM, PATTERN_BEAM // max(len(by_length), 1)))
+    return [h for group in by_length.values() for h in sorted(group, reverse=True)[:keep]]
 
 
 def _pattern_kinds(pattern: str | None) -> list[str | None] | None:

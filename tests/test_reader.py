@@ -102,8 +102,9 @@ def test_the_case_of_merged_letters_follows_the_string(reader, recognizer):
     reading = reader.read_strokes(compose([s, u, n])[0])  # S full height, u and n x-height
     assert reading.text == "Sun"
     assert [c.prediction for c in reading.characters] == ["S", "U", "n"]  # the classes
-    s, o, x = written(recognizer, "sox")
-    assert reader.read_strokes(compose([s, o, x])[0]).text == "SOX"  # all of one height
+    # Merged letters beside a capital: their height says the case ("Box", not "BOX").
+    assert reader.read_strokes(compose(written(recognizer, "Box"))[0]).text == "Box"
+    assert reader.read_strokes(compose(written(recognizer, "BOX"))[0]).text == "BOX"
 
 
 def test_pattern_and_charset_hints(reader, recognizer):
@@ -219,3 +220,58 @@ def test_a_word_list_hint_picks_a_close_alternative(reader, recognizer):
     hinted = reader.read_strokes(strokes, words=[second[0]])
     assert balanced_form(hinted.text) == balanced_form(second[0])
     assert hinted.alternatives[0][1] == pytest.approx(second[1] + WORD_BONUS, abs=1e-3)
+
+
+# ---------------------------------------------------------------- the language model's decoding
+
+@pytest.mark.parametrize("text", ["AB12C", "R2D2", "7KX9", "x7k2b"])
+def test_codes_and_letter_digit_mixes_read_as_written(reader, recognizer, text):
+    """A digit/letter switch cost read these ABLQC, RQDQ, Hlxq, xQkQb (the same ink): a code's
+    prior is capitals and digits in any order, so each character's own reading stands."""
+    for gap in (0.25, 0.03):  # normal and tight spacing
+        strokes, owners = compose(written(recognizer, text), gap=gap)
+        reading = reader.read_strokes(strokes)
+        assert balanced_form(reading.text) == balanced_form(text)
+        assert [c.parts for c in reading.characters] == owners
+
+
+def test_words_read_in_their_written_case(reader, recognizer):
+    """A word of the list in lower, Capitalized or UPPER form; merged letters (Y, l, o, w) take
+    the case their height and the word's form say."""
+    for text in ("Yellow", "YELLOW", "yellow", "Garden", "MOTHER"):
+        assert reader.read_strokes(compose(written(recognizer, text))[0]).text == text
+
+
+def test_a_made_up_word_reads_as_written(reader, recognizer):
+    assert reader.read_strokes(compose(written(recognizer, "blorf"))[0]).text == "blorf"
+
+
+def test_each_character_s_first_alternative_is_its_reading(reader):
+    """top_k is in the string's context: the prediction is its own first alternative, with
+    the probabilities of the string's context (a 0 among digits is surely a 0)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "read_strings", Path(__file__).parents[1] / "bench" / "read_strings.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    characters = 0
+    for _, _, _, strokes in bench.composed_strings(30, "measure", seed=5):
+        for c in reader.read_strokes(strokes, top_k=3).characters:
+            characters += 1
+            assert c.top_k[0][0] == c.prediction
+            assert [p for _, _, p in c.top_k] == sorted((p for _, _, p in c.top_k), reverse=True)
+    assert characters > 100
+
+
+def test_a_pattern_the_ink_cannot_fit_says_so(reader, recognizer):
+    strokes, _ = compose(written(recognizer, "YELLOW"))
+    with pytest.raises(ValueError, match="pattern"):
+        reader.read_strokes(strokes, pattern="L" * (len(strokes) + 1))  # more than the strokes
+    assert reader.read_strokes(strokes, pattern="LLLLLL").text == "YELLOW"
+    # Fewer characters than the ink reads as was met by merging letters ("HHW", ok).
+    for text, pattern in (("YELLOW", "LLL"), ("20242024", "DDDD"), ("AB12C", "LLD")):
+        strokes, _ = compose(written(recognizer, text))
+        with pytest.raises(ValueError, match=f"pattern '{pattern}'"):
+            reader.read_strokes(strokes, pattern=pattern)

@@ -59,8 +59,9 @@ HEAVY_WORK_THREADS = 2
 # ~1.8 ms per request, bench/profile_request.py). Larger ones go to the decoding threads.
 INLINE_IMAGE_PIXELS = 512 * 512
 MAX_LOC_CHARS = 40  # a field name echoed in an error: a client's 8 MB key is not sent back
-API_DESCRIPTION = f"""Draw a digit or Latin letter; a CNN trained on EMNIST-balanced (47 classes)
-reads it. Inference runs on ONNX Runtime.
+API_DESCRIPTION = f"""Write a digit, a Latin letter, or a whole number, word or code; a CNN trained
+on EMNIST-balanced (47 classes) reads it, with calibrated probabilities and a status for each
+answer. Inference runs on ONNX Runtime.
 
 * `POST /api/predict`: JSON with one of `strokes` (point lists, any units, y down; optional
   `canvas`), `image` (data URL or base64 of a PNG, JPEG or WebP) or `pixels` (784 values 0-255,
@@ -70,8 +71,15 @@ reads it. Inference runs on ONNX Runtime.
 * `POST /api/predict/upload`: an image file as multipart form data (field `file`), with the same
   options as form fields.
 * `POST /api/predict/batch`: a JSON list of up to {MAX_BATCH} `/api/predict` objects.
+* `POST /api/read`: a string (a number, a word, a code): `strokes` in writing order, or an `image`
+  of one line; options `charset`, `pattern` ("LLDDD": D a digit, L a letter, ? either), `words`,
+  `known` (characters the writer confirmed, kept while the rest is re-read), `top_k`,
+  `alternatives`. Answers the `text`, each character with its alternatives, status, box and the
+  strokes that make it, and whole-string alternatives. `POST /api/read/upload` takes a file.
 * `POST /api/feedback`: a correction, the `/api/predict` ink plus `label` (the right character)
-  and `predicted`; answered 201 with its `id` once stored. `GET /api/feedback/stats`: counts.
+  and `predicted`; answered 201 with its `id` once stored. `POST /api/feedback/read`: a string's
+  correction (its strokes, what was read, the right `text`, per character its strokes).
+  `GET /api/feedback/stats`: counts.
 
 Classes EMNIST-balanced merges (c i j k l m o p s u v w x y z) are one class, named by the upper
 case; `display` says "C / c". Bad input is answered with 413 or 422 and a `detail` that says what

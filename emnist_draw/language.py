@@ -26,7 +26,7 @@ import bisect
 import gzip
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -59,7 +59,7 @@ class State:
     hi: int = -1      # -1: the whole list (set on the first letter)
     length: int = 0
 
-    @property
+    @cached_property  # the search asks each state's total several times
     def total(self) -> float:
         """log of sum over types of P(type) P(prefix | type)."""
         return _logsumexp(self.logp)
@@ -193,8 +193,8 @@ def _ngram_table(words: Sequence[str]) -> np.ndarray:
         context = np.zeros(len(targets), np.int64)
         for j in range(k, 0, -1):
             context = context * 27 + codes[targets - j]
-        counts = np.zeros((27 ** k, 27))
-        np.add.at(counts, (context, codes[targets]), 1.0)
+        counts = np.bincount(context * 27 + codes[targets],
+                             minlength=27 ** (k + 1)).reshape(27 ** k, 27).astype(float)
         seen = counts.sum(1, keepdims=True)
         distinct = (counts > 0).sum(1, keepdims=True)
         # The lower order's estimate for each context: drop its oldest symbol.

@@ -58,7 +58,8 @@ def stroke_boxes(strokes: Sequence) -> dict[int, np.ndarray]:
             for i, s in enumerate(strokes) if len(s)}
 
 
-def split_rows(boxes: dict[int, np.ndarray], together: Sequence[Sequence[int]] = ()) -> list[list[int]]:
+def split_rows(boxes: dict[int, np.ndarray],
+               together: Sequence[Sequence[int]] = ()) -> list[list[int]]:
     """The strokes' indices in rows, top to bottom (one row for writing on one line).
     `together`: groups of strokes that must share a row (confirmed characters)."""
     index = np.array(sorted(boxes), dtype=int)
@@ -138,7 +139,8 @@ def read_lines(reader: StringReader, strokes: Sequence, known: Sequence[Known] =
     if len(rows) == 1:  # one line: exactly the string reader's answer
         reading = reader.read_strokes(strokes, known=known, pattern=pattern, n_best=n_best,
                                       **options)
-        return LinesReading(reading, [_line(reading, range(len(reading.characters)), rows[0], boxes)])
+        everything = range(len(reading.characters))
+        return LinesReading(reading, [_line(reading, everything, rows[0], boxes)])
     readings = []
     for row, row_pattern in zip(rows, patterns):
         local = {stroke: k for k, stroke in enumerate(row)}

@@ -97,7 +97,8 @@ def test_api_keeps_a_correction_across_reads(client, code):
 
 @pytest.mark.parametrize("known, needle", [
     ([{"strokes": [9], "label": "1"}], "9 is not a stroke index"),
-    ([{"strokes": [0], "label": "1"}, {"strokes": [0, 1], "label": "2"}], "stroke 0 is also in known[0]"),
+    ([{"strokes": [0], "label": "1"}, {"strokes": [0, 1], "label": "2"}],
+     "stroke 0 is also in known[0]"),
     ([{"strokes": [1, 1], "label": "2"}], "stroke 1 is twice"),
     ([{"strokes": [0], "label": "%"}], "not one of the 47 classes"),
     ([{"strokes": [0], "label": "12"}], "label"),

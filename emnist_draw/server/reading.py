@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Body, File, Form, UploadFile
 from PIL import Image
 
+from emnist_draw.gestures import scratched
 from emnist_draw.lines import Line, LinesReading, read_lines
 from emnist_draw.preprocess import InkError
 from emnist_draw.reader import Reading as EngineReading
@@ -28,8 +30,8 @@ def read_router(predictor: Predictor) -> APIRouter:
                known: list[list[int]] = (), lines: list[Line] | None = None) -> Reading:
         confirmed = {tuple(sorted(strokes)) for strokes in known}
         if lines is None:  # an image: one line
-            box = [min(c.box[0] for c in reading.characters), min(c.box[1] for c in reading.characters),
-                   max(c.box[2] for c in reading.characters), max(c.box[3] for c in reading.characters)]
+            boxes = np.array([c.box for c in reading.characters]).reshape(-1, 4)
+            box = tuple(np.r_[boxes[:, :2].min(0), boxes[:, 2:].max(0)].tolist())
             lines = [Line(reading.text, list(range(len(reading.characters))), None, box)]
         return Reading(
             text=reading.text,
@@ -44,6 +46,24 @@ def read_router(predictor: Predictor) -> APIRouter:
                 for c in reading.characters],
             alternatives=[Alternative(text=t, score=s) for t, s in reading.alternatives],
             model=predictor.name, charset=charset)
+
+    def read_strokes(body: ReadRequest, options: dict) -> Reading:
+        known = [(k.strokes, k.label) for k in body.known or ()]
+        confirmed = {i for k, _ in known for i in k}  # never a scratch
+        erased = scratched(body.strokes, keep=confirmed) if body.scratch_out else []
+        if erased:  # gone: read as if never written; a confirmed character under it goes too
+            gone = set(erased)
+            known = [(k, label) for k, label in known if gone.isdisjoint(k)]
+            strokes = [[] if i in gone else s for i, s in enumerate(body.strokes)]
+            if all(not s for s in strokes):
+                return Reading(text="", characters=[], lines=[], alternatives=[], erased=erased,
+                               model=predictor.name, charset=body.charset)
+        else:
+            strokes = body.strokes
+        read: LinesReading = read_lines(reader, strokes, known=known, **options)
+        reading = answer(read.reading, body.charset, True, [k for k, _ in known], read.lines)
+        reading.erased = erased
+        return reading
 
     def read_image(image: Image.Image, **options) -> EngineReading:
         try:
@@ -62,9 +82,7 @@ def read_router(predictor: Predictor) -> APIRouter:
                        words=body.words, n_best=body.alternatives)
         try:
             if body.strokes is not None:
-                known = [(k.strokes, k.label) for k in body.known or ()]
-                read: LinesReading = read_lines(reader, body.strokes, known=known, **options)
-                return answer(read.reading, body.charset, True, [k for k, _ in known], read.lines)
+                return read_strokes(body, options)
             image = open_image(decode_base64_image(body.image))
             return answer(read_image(image, **options), body.charset, False)
         except (InkError, InputError):

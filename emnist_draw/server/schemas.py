@@ -267,6 +267,10 @@ class ReadRequest(BaseModel):
         description="Words the string is likely to be; a reading that is one of them is preferred.")
     alternatives: int = Field(5, ge=1, le=20, description="How many whole-string readings to return.")
     known: list[KnownCharacter] | None = Field(None, max_length=MAX_STROKES, description=KNOWN_HELP)
+    scratch_out: bool = Field(
+        True, description="Scratch-out: a zigzag drawn over earlier strokes erases itself and the "
+                          "strokes under it before reading (answered in 'erased'); a confirmed "
+                          "character under it is erased too. false reads every stroke as ink.")
 
     @model_validator(mode="after")
     def _one_input(self) -> ReadRequest:
@@ -347,5 +351,9 @@ class Reading(BaseModel):
         f"line (at most {MAX_LINES}; an image is one line). One line for writing on one line."))
     alternatives: list[Alternative] = Field(description="Whole-text readings, best first (lines "
                                                         "joined by '\\n').")
+    erased: list[int] | None = Field(
+        None, description="With strokes: indices of the strokes erased by scratch-out (each "
+                          "zigzag and the strokes under it), in no character; [] when none. When "
+                          "every stroke is erased, the text is empty and there are no lines.")
     model: str
     charset: Charset

@@ -122,3 +122,20 @@ def test_api_known_needs_strokes(client):
     r = client.post("/api/read", json={"strokes": [[[0, 0], [0, 9]], []],
                                        "known": [{"strokes": [1], "label": "1"}]})
     assert r.status_code == 422 and "stroke 1 is empty" in r.text
+
+
+def test_the_docs_examples_read_as_they_say(client):
+    """The request examples of /api/read in the OpenAPI description, sent to the server."""
+    operation = client.get("/openapi.json").json()["paths"]["/api/read"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    expected = {"number": "2024", "correction": "AB12C", "pattern": "AB12C", "lines": "12\n34"}
+    assert set(examples) == set(expected)
+    for name, text in expected.items():
+        r = client.post("/api/read", json=examples[name]["value"])
+        assert r.status_code == 200 and r.json()["text"] == text, (name, r.text)
+        assert f"{text}".split("\n")[0] in examples[name]["summary"]
+    without = {k: v for k, v in examples["correction"]["value"].items() if k != "known"}
+    assert client.post("/api/read", json=without).json()["text"] == "ABL2C"
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ReadRequest"]
+    assert schema["examples"][0] == examples["number"]["value"]
+    assert "confirmed" in schema["properties"]["known"]["description"]

@@ -17,8 +17,8 @@ from emnist_draw.preprocess import InkError
 from emnist_draw.reader import Reading as EngineReading
 from emnist_draw.server.inputs import InputError, decode_base64_image, load_image, open_image
 from emnist_draw.server.predictor import Predictor
-from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, Alternative, Charset,
-                                        FormInt, Guess, ReadCharacter, Reading, ReadLine,
+from emnist_draw.server.schemas import (INPUT_ERRORS, MAX_IMAGE_BYTES, READ_EXAMPLES, Alternative,
+                                        Charset, FormInt, Guess, ReadCharacter, Reading, ReadLine,
                                         ReadRequest)
 
 
@@ -75,9 +75,16 @@ def read_router(predictor: Predictor) -> APIRouter:
 
     @router.post("/api/read", response_model=Reading, response_model_exclude_none=True,
                  summary="Read a string: a number, a word or a code", responses=INPUT_ERRORS)
-    def read(body: Annotated[ReadRequest, Body()]) -> Reading:
+    def read(body: Annotated[ReadRequest, Body(openapi_examples=READ_EXAMPLES)]) -> Reading:
         """Strokes in writing order (or an image of one line): the text, each character with its
-        alternatives and the strokes that make it, and whole-string alternatives."""
+        alternatives, status, box and the strokes that make it, and whole-text alternatives.
+
+        Before reading, a zigzag drawn over earlier strokes erases them (`erased`; `scratch_out:
+        false` turns it off). Strokes written one line under another are read line by line
+        (`lines`; `text` joins them with a newline). Characters the writer confirmed (`known`:
+        their strokes and label) are kept while the rest is re-read: send them with every read
+        of the same drawing. Hints: `charset`, `pattern` ("LLDDD"; one per line, joined by
+        newlines), `words`. A 422 says what to fix."""
         options = dict(charset=body.charset, top_k=body.top_k, pattern=body.pattern,
                        words=body.words, n_best=body.alternatives)
         try:

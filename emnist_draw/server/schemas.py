@@ -239,12 +239,47 @@ class KnownCharacter(BaseModel):
                     "text shows a merged letter in the case the string decides, as for any other.")
 
 
+# Real pen strokes (UNIPEN writers, coordinates rounded) for the docs' examples: each reads as its
+# summary says (tests/test_known.py checks them against a real server).
+_NUMBER = [
+    [[23,5],[30,1],[57,3],[48,25],[11,49],[1,45],[24,33],[38,41]],
+    [[101,6],[94,7],[79,23],[71,45],[90,47],[118,20],[116,1],[98,5]],
+    [[156,5],[163,1],[190,3],[181,25],[144,49],[134,45],[157,33],[170,41]],
+    [[217,0],[207,18],[206,31],[219,30],[231,21],[237,1],[231,17],[221,50]],
+]
+_CODE = [
+    [[18,12],[16,16],[9,33],[3,45],[0,49],[4,38],[11,24],[21,6],[28,0],[30,11],[26,33],[23,50]],
+    [[3,30],[4,31],[6,31],[8,31],[12,31],[22,29],[25,28],[28,28]],
+    [[49,12],[48,22],[45,37],[46,28],[57,4],[64,2],[57,16],[44,28],[53,25],[67,30],[61,44],[46,50]],
+    [[84,0],[84,1],[84,8],[84,14],[84,20],[83,27],[82,36],[81,42],[80,46],[80,49],[80,50],[80,49]],
+    [[120,5],[125,2],[142,0],[151,2],[153,12],[138,31],[115,47],[99,49],[100,41],[110,34],[126,34],[135,41]],
+    [[194,6],[194,3],[192,0],[190,0],[181,5],[177,9],[170,22],[168,29],[169,41],[172,45],[184,50],[192,48]],
+]
+_TWO_LINES = [
+    [[19,2],[20,1],[17,16],[11,25],[2,42],[0,50]],
+    [[56,5],[79,0],[87,18],[39,50],[46,34],[71,41]],
+    [[12,74],[44,71],[29,87],[36,96],[45,113],[5,119]],
+    [[78,70],[65,95],[76,100],[92,88],[95,75],[82,120]],
+]
+READ_EXAMPLES = {
+    "number": {"summary": "A number: reads 2024", "value": {
+        "strokes": _NUMBER, "charset": "all", "top_k": 3, "alternatives": 3}},
+    "correction": {"summary": "A correction kept: ABL2C, with its 1 confirmed AB12C",
+                    "description": "Stroke 3 was read L and the writer picked 1: sent in "
+                                   "`known` with every later read, it stays a 1.",
+                    "value": {"strokes": _CODE, "known": [{"strokes": [3], "label": "1"}]}},
+    "pattern": {"summary": "A code with its shape: pattern LLDDL reads AB12C",
+                 "value": {"strokes": _CODE, "pattern": "LLDDL"}},
+    "lines": {"summary": "Two lines: 12 above 34 reads \"12\\n34\"",
+               "value": {"strokes": _TWO_LINES}},
+}
+
+
 class ReadRequest(BaseModel):
     """A string of characters written in one go, as strokes or as an image of one line."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra={
-        "examples": [{"strokes": [[[10, 10], [10, 90]], [[40, 10], [70, 10], [40, 90], [75, 90]]],
-                      "charset": "all", "top_k": 3}]})
+        "examples": [READ_EXAMPLES["number"]["value"], READ_EXAMPLES["correction"]["value"]]})
 
     strokes: list[Stroke] | None = Field(
         None, max_length=MAX_STROKES,

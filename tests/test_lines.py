@@ -146,3 +146,29 @@ def test_api_refuses_too_many_lines(client, recognizer):
     strokes, _ = stacked(recognizer, ["1"] * (MAX_LINES + 1), indent=0)
     r = client.post("/api/read", json={"strokes": strokes})
     assert r.status_code == 422 and f"at most {MAX_LINES}" in r.json()["detail"], r.text
+
+
+def test_numbers_of_unseen_writers_stacked_read_as_each_line_alone(reader):
+    """120 printed numbers of the measure writers, in pairs one above the other (each scaled to
+    100 high, lines 140 apart): every pair's rows are found, and the pair reads exactly as its
+    two lines read alone (measured: rows 60 of 60; exact 50 of 60, alone 50; as one line 0)."""
+    numbers = [s for s in load_written("measure") if s.printed and s.kind == "number"][:120]
+
+    def scaled(strokes, dy):
+        points = np.concatenate([np.asarray(s, float) for s in strokes])
+        low, high = points.min(0), points.max(0)
+        k = 100 / max(high[1] - low[1], 1e-9)
+        return [((np.asarray(s, float) - low) * k + [0, dy]).tolist() for s in strokes]
+
+    rows = exact = alone = 0
+    for a, b in zip(numbers[::2], numbers[1::2]):
+        top, bottom = scaled(a.strokes, 0), scaled(b.strokes, 140)
+        strokes = top + bottom
+        rows += split_rows(stroke_boxes(strokes)) == [list(range(len(top))),
+                                                      list(range(len(top), len(strokes)))]
+        truth = a.text.replace(" ", "") + "\n" + b.text.replace(" ", "")
+        read = read_lines(reader, strokes, charset="digits").reading.text
+        exact += read.replace(" ", "") == truth
+        alone += "\n".join(reader.read_strokes(s, charset="digits").text.replace(" ", "")
+                           for s in (top, bottom)) == truth
+    assert rows == 60 and exact >= alone >= 45

@@ -162,7 +162,8 @@ class StringReader:
 
     def _read(self, boxes: list[np.ndarray], render: Callable[[Sequence[int]], np.ndarray],
               charset: str, top_k: int, pattern: str | None, words: Sequence[str] | None,
-              n_best: int, fixed: dict[int, int] | None = None) -> Reading:
+              n_best: int, fixed: dict[int, int] | None = None,
+              read: dict | None = None) -> Reading:
         """`fixed`: primitives the writer confirmed -> their class (see emnist_draw.known)."""
         if len(boxes) > MAX_PRIMITIVES:
             raise InkError(f"{len(boxes)} strokes: at most {MAX_PRIMITIVES} can be read at once")
@@ -174,7 +175,8 @@ class StringReader:
                              "shorten the pattern")
         # Read without the pattern too: a pattern far shorter (or longer) than what the ink
         # reads as would otherwise be met by merging characters ("LLL" on YELLOW: "HHW").
-        free = self._read(boxes, render, charset, 1, None, words, 1, fixed) if kinds else None
+        read = {} if read is None else read  # candidates -> (images, logits), read once
+        free = self._read(boxes, render, charset, 1, None, words, 1, fixed, read) if kinds else None
         order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
         sorted_boxes = np.array([boxes[i] for i in order])
         everything = np.r_[sorted_boxes[:, :2].min(0), sorted_boxes[:, 2:].max(0)]
@@ -184,8 +186,10 @@ class StringReader:
         fixed = fixed or {}
         # A confirmed character is a candidate of its own, never part of a larger one.
         spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
-        images = np.stack([_checked(render, [order[k] for k in range(a, b)]) for a, b in spans])
-        logits = self.recognizer.logits(images, batch_size=READ_BATCH)
+        if tuple(spans) not in read:
+            images = np.stack([_checked(render, [order[k] for k in range(a, b)]) for a, b in spans])
+            read[tuple(spans)] = images, self.recognizer.logits(images, batch_size=READ_BATCH)
+        images, logits = read[tuple(spans)][0], read[tuple(spans)][1].copy()
         known_class = {n: fixed[order[a]] for n, (a, b) in enumerate(spans) if b - a == 1 and order[a] in fixed}
         for n, c in known_class.items():  # certain: probability 1, status ok, in any context
             logits[n] = -50.0

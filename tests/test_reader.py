@@ -275,3 +275,13 @@ def test_a_pattern_the_ink_cannot_fit_says_so(reader, recognizer):
         strokes, _ = compose(written(recognizer, text))
         with pytest.raises(ValueError, match=f"pattern '{pattern}'"):
             reader.read_strokes(strokes, pattern=pattern)
+
+
+def test_api_read_a_pattern_the_ink_cannot_fit_is_a_422(client, recognizer):
+    strokes, _ = compose(written(recognizer, "YELLOW"))
+    r = client.post("/api/read", json={"strokes": strokes, "pattern": "LLL"})
+    assert r.status_code == 422, r.text
+    assert "pattern 'LLL'" in r.text
+    r = client.post("/api/read", json={"strokes": strokes, "pattern": "LLLLLL"})
+    assert r.status_code == 200 and r.json()["text"] == "YELLOW"
+    assert all(c["top_k"][0]["label"] == c["prediction"] for c in r.json()["characters"])

@@ -7,6 +7,9 @@ from typing import Callable
 
 from playwright.sync_api import Page, Request, Response
 
+from emnist_draw.reader import StringReader
+from emnist_draw.unipen import Written, load_written
+
 MAX_POINTS_DRAWN = 40  # per stroke: enough for the shape, few enough to draw quickly
 
 
@@ -73,3 +76,23 @@ def watch(page: Page, server_url: str) -> tuple[list[str], list[str]]:
     page.context.route(lambda url: not url.startswith(server_url),
                        lambda route: (elsewhere.append(route.request.url), route.abort()))
     return errors, elsewhere
+
+
+def clearly_read_strings(reader: StringReader) -> dict[str, Written]:
+    """A number of 8+ digits and a word of 4-6 letters, printed by the measure writers, that
+    the server's own reader reads right, as written and as thinned for drawing."""
+    chosen: dict[str, Written] = {}
+    wanted = {"number": lambda s: len(s) >= 8, "word": lambda s: 4 <= len(s) <= 6}
+    for w in load_written("measure"):
+        kind = w.kind
+        if kind in chosen or kind not in wanted or not w.printed or " " in w.text:
+            continue
+        if not wanted[kind](w.text):
+            continue
+        if all(reader.read_strokes(s).text == w.text
+               for s in (w.strokes, [thinned(stroke) for stroke in w.strokes])):
+            chosen[kind] = w
+            if len(chosen) == len(wanted):
+                break
+    assert set(chosen) == set(wanted), f"UNIPEN strings read right: only {sorted(chosen)}"
+    return chosen

@@ -364,9 +364,20 @@ def test_ambiguous_offers_the_character_set(page: Page, chars: dict[str, Sample]
     with page.expect_request(lambda r: r.url.endswith("/api/predict")) as request:
         page.get_by_test_id("use-digits").click()  # one tap: digits only, read again
     assert json.loads(request.value.post_data)["charset"] == "digits"
-    expect(page.get_by_test_id("charset")).to_have_value("digits")
     expect(page.get_by_test_id("status-actions")).to_be_hidden()
     expect(page.get_by_test_id("prediction")).to_have_text("7")
+    # For that character only: the select and the remembered set stay as they were.
+    expect(page.get_by_test_id("charset")).to_have_value("all")
+    with page.expect_request(reads("/api/predict", len(chars["7"].strokes) + 1)) as request:
+        box = page.get_by_test_id("pad").bounding_box()
+        mouse_draw(page, [[(box["x"] + 20, box["y"] + 20), (box["x"] + 30, box["y"] + 22)]])
+    assert json.loads(request.value.post_data)["charset"] == "digits"  # the same character still
+    page.get_by_test_id("clear").click()
+    page.unroute("**/api/predict")
+    assert draw_sample(page, chars["A"])["charset"] == "all"  # the next character: all again
+    expect(page.get_by_test_id("prediction")).to_have_text("A")
+    page.reload()
+    expect(page.get_by_test_id("charset")).to_have_value("all")
 
 
 def test_ambiguous_between_letters_offers_no_character_set(page: Page, chars: dict[str, Sample]):
@@ -392,15 +403,18 @@ def test_not_a_character_shows_no_letter(page: Page, chars: dict[str, Sample]):
     expect(page.get_by_test_id("status")).to_have_text("That does not look like a character")
     expect(page.get_by_test_id("prediction")).to_have_text("")
     expect(page.get_by_test_id("topk").locator("li")).to_have_count(0)
+    expect(page.get_by_test_id("feedback")).to_be_hidden()  # a dot is no character to correct
 
 
 def test_several_characters_switches_the_mode(page: Page, chars: dict[str, Sample]):
     page.route("**/api/predict", answer_with("several_characters"))
     n = len(chars["7"].strokes)
     draw_sample(page, chars["7"])
-    expect(page.get_by_test_id("status")).to_have_text(
-        "Several characters: switch to Several characters")
+    # The status says what it saw; the button says what to do (not the same words twice).
+    expect(page.get_by_test_id("status")).to_have_text("This looks like several characters")
+    expect(page.get_by_test_id("switch-several")).to_have_text("Read as several characters")
     expect(page.get_by_test_id("prediction")).to_have_text("")
+    expect(page.get_by_test_id("feedback")).to_be_hidden()  # no one letter to call wrong
     with page.expect_response(reads("/api/read", n)) as response:
         page.get_by_test_id("switch-several").click()  # the same ink, read as a string
     expect(page.get_by_test_id("mode-several")).to_have_attribute("aria-pressed", "true")

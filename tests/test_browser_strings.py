@@ -18,10 +18,11 @@ from emnist_draw import store
 from emnist_draw.data import BALANCED_CLASSES, load_pair
 from emnist_draw.reader import StringReader
 from emnist_draw.recognizer import Recognizer
-from emnist_draw.unipen import Written, load_written
+from emnist_draw.unipen import Written
 
 from app_helpers import live_server, serve_command
-from browser_helpers import mouse_draw, pad_points, reads, thinned, touch_draw, watch
+from browser_helpers import (clearly_read_strings, mouse_draw, pad_points, reads, touch_draw,
+                             watch)
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-strings.png"
 DESKTOP = {"width": 1000, "height": 760}
@@ -40,26 +41,6 @@ def server_url(data_dir: Path):
     # The corrections the tests send go to a throwaway SQLite store, not ./data.
     with live_server("--data-dir", str(data_dir), env={"DATABASE_URL": ""}) as url:
         yield url
-
-
-def clearly_read_strings(reader: StringReader) -> dict[str, Written]:
-    """A number of 8+ digits and a word of 4-6 letters, printed by the measure writers, that
-    the server's own reader reads right, as written and as thinned for drawing."""
-    chosen: dict[str, Written] = {}
-    wanted = {"number": lambda s: len(s) >= 8, "word": lambda s: 4 <= len(s) <= 6}
-    for w in load_written("measure"):
-        kind = w.kind
-        if kind in chosen or kind not in wanted or not w.printed or " " in w.text:
-            continue
-        if not wanted[kind](w.text):
-            continue
-        if all(reader.read_strokes(s).text == w.text
-               for s in (w.strokes, [thinned(stroke) for stroke in w.strokes])):
-            chosen[kind] = w
-            if len(chosen) == len(wanted):
-                break
-    assert set(chosen) == set(wanted), f"UNIPEN strings read right: only {sorted(chosen)}"
-    return chosen
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@
 
 import { S } from "./state.js";
 import { pad, ui, STORE, save } from "./dom.js";
-import { tm } from "./i18n.js";
+import { t, tm } from "./i18n.js";
 import { redraw, sizePad } from "./pad.js";
-import { setStatus } from "./status.js";
+import { actionButton, setStatus, setStatusActions } from "./status.js";
+import { forget, pushEdit, undoLast } from "./history.js";
 import { read, showEmpty } from "./reading.js";
 import { closeCharPanel } from "./several.js";
 import { closeGrid } from "./picker.js";
@@ -16,6 +17,7 @@ export function clearPad() {
   S.activePointer = null;
   S.tapStart = null;
   S.drawing++;
+  forget();
   clearTimeout(S.liveTimer);
   redraw();
   updateButtons();
@@ -23,9 +25,19 @@ export function clearPad() {
 }
 
 export function undo() {
-  if (S.strokes.length === 0) return;
-  S.strokes.pop();
+  const mode = S.mode;
+  if (!undoLast()) return;
+  afterEdit(mode);
+}
+
+// After an edit or its Undo: the pad as the strokes are now, read again (or said empty).
+export function afterEdit(modeBefore = S.mode) {
   S.drawing++;
+  if (S.mode !== modeBefore) {
+    save(STORE.mode, S.mode);
+    showMode();
+    sizePad();
+  }
   redraw();
   updateButtons();
   if (S.strokes.length === 0) showEmpty("empty");
@@ -33,26 +45,35 @@ export function undo() {
 }
 
 export function updateButtons() {
-  ui.undo.disabled = S.strokes.length === 0;
+  ui.undo.disabled = S.history.length === 0;
 }
 
 // Several characters keeps the ink (a character on the square pad fits the wide one's left end,
-// and "switch to Several characters" reads that same ink); back to one character starts afresh,
-// since a string would not fit the square pad and reading it as one character is the mistake.
+// and "switch to Several characters" reads that same ink). Back to one character puts a string
+// aside, since it would not fit the square pad and reading it as one character is the mistake;
+// Undo (or the status's button) brings it back, in its mode.
 export function setMode(next) {
   if (next === S.mode) return;
+  const asideString = next === "one" && S.strokes.length > 0;
+  if (asideString) pushEdit();
   S.mode = next;
   S.drawing++;
   save(STORE.mode, S.mode);
   if (S.mode === "one") {
     S.strokes.length = 0;
     S.current = null;
+    S.known = [];
+    S.spaces = new Set();
   }
   showMode();
   showEmpty(S.strokes.length ? "reading" : "start");
   updateButtons();
   sizePad();
   if (S.strokes.length) read();
+  if (asideString) {
+    setStatus("setAside");
+    setStatusActions([actionButton("bring-back", t("bringBack"), undo)]);
+  }
 }
 
 export function showMode() {
@@ -64,6 +85,7 @@ export function showMode() {
   document.title = `emnist-draw: ${tm("title").toLowerCase()}`;
   pad.setAttribute("aria-label", tm("padLabel"));
   ui.hint.textContent = tm("padHint");
+  ui.predict.textContent = tm("predict");  // "Read" for a string: it is no single prediction
   if (S.statusKey) setStatus(S.statusKey);
 }
 
@@ -75,6 +97,7 @@ ui.undo.addEventListener("click", undo);
 
 ui.charset.addEventListener("change", () => {
   save(STORE.charset, ui.charset.value);
+  S.charsetOnce = null;  // the writer's own choice overrides the one a status offered
   if (S.strokes.length) read();
 });
 

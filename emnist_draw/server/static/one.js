@@ -2,7 +2,7 @@
 // image the model saw.
 
 import { S } from "./state.js";
-import { ui, STORE, save } from "./dom.js";
+import { ui } from "./dom.js";
 import { t, percent } from "./i18n.js";
 import { inkBody } from "./pad.js";
 import { actionButton, setStatus, setStatusActions } from "./status.js";
@@ -16,7 +16,9 @@ export async function predict(again) {
   const body = { ...inkBody(), top_k: TOP_K, return_input: true };
   const answer = await ask("/api/predict", body);
   if (!answer) return;
-  setFeedbackFor({ body, prediction: answer.prediction });
+  // A dot or a scribble, or several characters, has no letter to call wrong.
+  const letter = !["not_a_character", "several_characters"].includes(answer.status);
+  setFeedbackFor(letter ? { body, prediction: answer.prediction } : null);
   showAnswer(answer, again);
 }
 
@@ -43,7 +45,7 @@ export function showAnswer(answer, again = false) {
     // A digit that looks like a letter: one tap reads it again in the set it belongs to.
     const digit = lookAlikes.some((d) => /^[0-9]$/.test(d));
     const other = lookAlikes.some((d) => !/^[0-9]$/.test(d));
-    if (digit && other && ui.charset.value === "all") {
+    if (digit && other && (S.charsetOnce ?? ui.charset.value) === "all") {
       actions.push(actionButton("use-digits", t("useDigits"), () => useCharset("digits")),
                    actionButton("use-letters", t("useLetters"), () => useCharset("letters")));
     }
@@ -64,9 +66,9 @@ export function showAnswer(answer, again = false) {
   if (answer.input) drawSeen(answer.input);
 }
 
+// For this character only: the next one is read in the set the select says, as before.
 export function useCharset(charset) {
-  ui.charset.value = charset;
-  save(STORE.charset, charset);
+  S.charsetOnce = charset;
   read();
 }
 

@@ -6,6 +6,7 @@ import { pad, frame, ui } from "./dom.js";
 import { read } from "./reading.js";
 import { placeChars } from "./several.js";
 import { updateButtons } from "./actions.js";
+import { pushStroke } from "./history.js";
 
 const INK_WIDTH = { one: 0.035, several: 0.025 };  // of the pad's height: a string's characters are smaller
 export const LIVE_DELAY_MS = 250;     // after a stroke ends; a second stroke soon after cancels the read
@@ -125,6 +126,7 @@ export function endStroke(e) {
   setTimeout(() => { S.suppressClick = null; });
   if (S.current) {
     S.strokes.push(S.current);
+    pushStroke();
     S.current = null;
     S.drawing++;
     redraw();
@@ -146,7 +148,7 @@ export function inkBody() {
   return {
     strokes: S.strokes.map((s) => thin(s).map(([x, y]) => [round1(x * r.height), round1(y * r.height)])),
     canvas: { width: round1(r.width), height: round1(r.height) },
-    charset: ui.charset.value,
+    charset: S.charsetOnce ?? ui.charset.value,
   };
 }
 

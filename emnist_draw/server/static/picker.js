@@ -26,7 +26,9 @@ export function buildChoices(container) {
       b.type = "button";
       b.tabIndex = -1;
       b.dataset.label = c;
-      b.textContent = display(c);
+      // Narrow spaces: "W / w" fits an eighth of a phone's width without being clipped.
+      b.textContent = display(c).replaceAll(" / ", "\u202F/\u202F");
+      b.setAttribute("aria-label", display(c));
       cell.append(b);
       return cell;
     }));

@@ -11,6 +11,7 @@ import { setFeedbackFor } from "./corrections.js";
 
 export function showEmpty(key) {
   S.lastAnswer = null;
+  S.charsetOnce = null;  // a set a status offered was for the character now gone
   setFeedbackFor(null);
   setReading(null);
   S.requestSeq++;  // whatever was in flight no longer describes the pad

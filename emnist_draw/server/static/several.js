@@ -127,7 +127,9 @@ export function showChar(i, focus = true) {
   for (const b of ui.chars.children) b.setAttribute("aria-expanded", String(Number(b.dataset.index) === i));
   if (!focus) return;
   (ui.alternatives.querySelector("button:not(:disabled)") ?? ui.charOther).focus({ preventScroll: true });
-  ui.charPanel.scrollIntoView({ block: "nearest" });
+  // A phone held sideways shows the panel fixed at the screen's foot (style.css): scrolling
+  // there would only take the pad off the screen.
+  if (getComputedStyle(ui.charPanel).position !== "fixed") ui.charPanel.scrollIntoView({ block: "nearest" });
 }
 
 export function closeCharPanel(refocus = false) {

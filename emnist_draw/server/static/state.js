@@ -32,4 +32,11 @@ export const S = {
   drawing: 0,             // a new stroke, Undo, Clear or a mode switch starts a new drawing
   sentRead: null,         // the last string correction saved: {drawing, id, strokes, canvas}
   readQueue: Promise.resolve(),  // string corrections go one at a time (see sendRead)
+  history: [],            // Undo's stack: strokes and edits (history.js)
+  // Characters the writer confirmed (a correction, a split, a join): their strokes (the arrays
+  // in `strokes`, so an edit elsewhere does not shift them) and label, sent to /api/read as
+  // `known` with every read, so that a correction stays while the rest is re-read.
+  known: [],
+  spaces: new Set(),      // the first stroke of each character a space was inserted after
+  charsetOnce: null,      // a character set a status offered: for this drawing only
 };

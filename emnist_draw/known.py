@@ -1,7 +1,8 @@
 """Characters the writer confirmed: the string reader keeps them while it re-reads the rest.
 
 A confirmed character is one primitive of the search (its strokes together, never split and
-never merged with others) with one class allowed. This module turns the caller's
+never merged with others) with one class allowed; without a label, only its grouping is kept
+(the page's Split and Join) and its class is read. This module turns the caller's
 (stroke indices, label) pairs into those primitives; emnist_draw.reader does the search.
 """
 
@@ -11,7 +12,9 @@ from typing import Sequence
 
 from emnist_draw.data import BALANCED_CLASSES, to_balanced
 
-Known = tuple[Sequence[int], str]  # (indices into the request's strokes, label)
+# (indices into the request's strokes, label): None for the label keeps only the grouping
+# (these strokes are one character, its class is read: a box split or two boxes joined).
+Known = tuple[Sequence[int], str | None]
 
 
 def class_of(label: str, classes: Sequence[str]) -> int:
@@ -28,23 +31,23 @@ def class_of(label: str, classes: Sequence[str]) -> int:
 
 
 def primitives(kept: Sequence[int], known: Sequence[Known],
-               classes: Sequence[str]) -> tuple[list[list[int]], dict[int, int]]:
+               classes: Sequence[str]) -> tuple[list[list[int]], dict[int, int | None]]:
     """The search's primitives over the parsed strokes: each known character's strokes as one,
     every other stroke alone, in writing order of their first stroke; and, per known primitive,
-    its class index. `kept[i]` is the request index of parsed stroke i (empty strokes are
+    its class index (None without a label). `kept[i]` is the request index of parsed stroke i (empty strokes are
     dropped by parsing; a known character of empty strokes only is no primitive)."""
     parsed = {request: i for i, request in enumerate(kept)}
     owner: dict[int, int] = {}  # parsed stroke -> its known character
-    labels: list[int] = []
+    labels: list[int | None] = []
     for n, (indices, label) in enumerate(known):
-        labels.append(class_of(label, classes))
+        labels.append(None if label is None else class_of(label, classes))
         for request in indices:
             if request in parsed:
                 if parsed[request] in owner:
                     raise ValueError(f"stroke {request} is in two known characters")
                 owner[parsed[request]] = n
     groups: list[list[int]] = []
-    fixed: dict[int, int] = {}
+    fixed: dict[int, int | None] = {}
     placed: dict[int, int] = {}  # known character -> its primitive
     for i in range(len(kept)):
         n = owner.get(i)

@@ -162,9 +162,10 @@ class StringReader:
 
     def _read(self, boxes: list[np.ndarray], render: Callable[[Sequence[int]], np.ndarray],
               charset: str, top_k: int, pattern: str | None, words: Sequence[str] | None,
-              n_best: int, fixed: dict[int, int] | None = None,
+              n_best: int, fixed: dict[int, int | None] | None = None,
               read: dict | None = None) -> Reading:
-        """`fixed`: primitives the writer confirmed -> their class (see emnist_draw.known)."""
+        """`fixed`: primitives the writer confirmed -> their class, or None where only the
+        grouping is confirmed (see emnist_draw.known)."""
         if len(boxes) > MAX_PRIMITIVES:
             raise InkError(f"{len(boxes)} strokes: at most {MAX_PRIMITIVES} can be read at once")
         allowed = self.recognizer.allowed(charset)
@@ -190,7 +191,8 @@ class StringReader:
             images = np.stack([_checked(render, [order[k] for k in range(a, b)]) for a, b in spans])
             read[tuple(spans)] = images, self.recognizer.logits(images, batch_size=READ_BATCH)
         images, logits = read[tuple(spans)][0], read[tuple(spans)][1].copy()
-        known_class = {n: fixed[order[a]] for n, (a, b) in enumerate(spans) if b - a == 1 and order[a] in fixed}
+        known_class = {n: fixed[order[a]] for n, (a, b) in enumerate(spans)
+                       if b - a == 1 and fixed.get(order[a]) is not None}  # None: class read
         for n, c in known_class.items():  # certain: probability 1, status ok, in any context
             logits[n] = -50.0
             logits[n, c] = 50.0

@@ -74,6 +74,22 @@ def test_a_merged_letter_may_be_confirmed_in_either_case(reader, recognizer):
         reader.read_strokes(strokes, known=[(owners[1], "0"), (owners[1], "O")])
 
 
+def test_split_and_join_keep_the_grouping_and_read_the_class(reader, recognizer):
+    """The issue's 1 and 2 read as one "Q" split into two, a 4 read as "L1" joined, by real
+    writers' ink: known entries without a label."""
+    one, two = written(recognizer, "12")
+    strokes, owners = compose([one, two], gap=-0.15)  # written close, overlapping a little
+    assert reader.read_strokes(strokes).text == "Q"
+    split = reader.read_strokes(strokes, known=[(owners[0], None), (owners[1], None)])
+    assert split.text == "12" and [c.parts for c in split.characters] == owners
+    a, c = written(recognizer, "AC")
+    four = next(s for s in load_samples("measure", "OK") if s.char == "4" and len(s.strokes) == 2
+                and len(reader.read_strokes(compose([a, s, c])[0]).characters) > 3)
+    strokes, owners = compose([a, four, c])
+    joined = reader.read_strokes(strokes, known=[(owners[1], None)])
+    assert joined.text == "A4C" and [c.parts for c in joined.characters] == owners
+
+
 # ---------------------------------------------------------------- the API
 
 @pytest.fixture(scope="module")
@@ -93,6 +109,15 @@ def test_api_keeps_a_correction_across_reads(client, code):
         assert [c["known"] for c in body["characters"]].count(True) == 1
         assert body["characters"][2]["known"] and body["characters"][2]["strokes"] == owners[2]
     assert body["text"] == "AB12C"
+
+
+def test_api_split_is_read_and_not_marked_known(client, recognizer):
+    one, two = written(recognizer, "12")
+    strokes, owners = compose([one, two], gap=-0.15)
+    known = [{"strokes": owners[0]}, {"strokes": owners[1], "label": None}]
+    body = client.post("/api/read", json={"strokes": strokes, "known": known}).json()
+    assert body["text"] == "12" and [c["known"] for c in body["characters"]] == [False, False]
+    assert client.post("/api/read", json={"strokes": strokes}).json()["text"] == "Q"
 
 
 @pytest.mark.parametrize("known, needle", [

@@ -61,7 +61,8 @@ def read_router(predictor: Predictor) -> APIRouter:
         else:
             strokes = body.strokes
         read: LinesReading = read_lines(reader, strokes, known=known, **options)
-        reading = answer(read.reading, body.charset, True, [k for k, _ in known], read.lines)
+        labelled = [k for k, label in known if label is not None]
+        reading = answer(read.reading, body.charset, True, labelled, read.lines)
         reading.erased = erased
         return reading
 

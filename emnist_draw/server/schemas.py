@@ -219,7 +219,9 @@ MAX_WORD_LENGTH = 64
 MAX_LINES = 5  # emnist_draw.lines: more rows of writing than this are refused
 KNOWN_HELP = (
     "Characters the writer confirmed (e.g. picked from a box's alternatives): each keeps its label "
-    "and its strokes stay one character, never merged with others, while the rest is re-read. "
+    "and its strokes stay one character, never merged with others, while the rest is re-read; "
+    "without a label only the grouping is kept (Split a box: one entry per group of its strokes; "
+    "Join two boxes: one entry with both boxes' strokes), its class read as usual. "
     "Send them with every read of the same ink (after a new stroke, Undo or Predict), with "
     "indices into this request's strokes. Each stroke in at most one; at most one per stroke; "
     "only with strokes; a label of the charset's kind.")
@@ -232,11 +234,14 @@ class KnownCharacter(BaseModel):
     strokes: list[Annotated[int, Field(ge=0, lt=MAX_STROKES)]] = Field(
         min_length=1, max_length=MAX_STROKES,
         description="Indices into the request's strokes (0-based) that make the character.")
-    label: str = Field(
-        min_length=1, max_length=1,
+    label: str | None = Field(
+        None, min_length=1, max_length=1,
         description="One of the 47 classes (0-9, A-Z, a b d e f g h n q r t), or a merged letter "
                     "(c i j k l m o p s u v w x y z) in either case: 'm' is the class 'M'. The "
-                    "text shows a merged letter in the case the string decides, as for any other.")
+                    "text shows a merged letter in the case the string decides, as for any other. "
+                    "Omitted (or null): only the grouping is kept, these strokes are one "
+                    "character whose class is read: to split a box into its strokes' groups, "
+                    "or join two boxes into one.")
 
 
 # Real pen strokes (UNIPEN writers, coordinates rounded) for the docs' examples: each reads as its
@@ -327,6 +332,9 @@ def _check_known(known: list[KnownCharacter], strokes: list | None, charset: str
                          "per stroke")
     owner: dict[int, int] = {}
     for n, character in enumerate(known):
+        _check_known_strokes(n, character, strokes, owner)
+        if character.label is None:
+            continue
         try:
             kind = BALANCED_CLASSES[to_balanced(character.label)]
         except KeyError:
@@ -335,17 +343,21 @@ def _check_known(known: list[KnownCharacter], strokes: list | None, charset: str
         if charset != "all" and kind.isdigit() != (charset == "digits"):
             raise ValueError(f"known[{n}].label {character.label!r} is not in charset {charset!r}: "
                              "drop the charset or that known character")
-        for index in character.strokes:
-            if index >= len(strokes):
-                raise ValueError(f"known[{n}].strokes: {index} is not a stroke index (the request "
-                                 f"has {len(strokes)} strokes, 0 to {len(strokes) - 1})")
-            if not strokes[index]:
-                raise ValueError(f"known[{n}].strokes: stroke {index} is empty")
-            if index in owner:
-                where = "twice in it" if owner[index] == n else f"also in known[{owner[index]}]"
-                raise ValueError(f"known[{n}].strokes: stroke {index} is {where}; a stroke belongs "
-                                 "to one character")
-            owner[index] = n
+
+
+def _check_known_strokes(n: int, character: KnownCharacter, strokes: list,
+                         owner: dict[int, int]) -> None:
+    for index in character.strokes:
+        if index >= len(strokes):
+            raise ValueError(f"known[{n}].strokes: {index} is not a stroke index (the request "
+                             f"has {len(strokes)} strokes, 0 to {len(strokes) - 1})")
+        if not strokes[index]:
+            raise ValueError(f"known[{n}].strokes: stroke {index} is empty")
+        if index in owner:
+            where = "twice in it" if owner[index] == n else f"also in known[{owner[index]}]"
+            raise ValueError(f"known[{n}].strokes: stroke {index} is {where}; a stroke belongs "
+                             "to one character")
+        owner[index] = n
 
 
 class ReadCharacter(BaseModel):
@@ -358,8 +370,10 @@ class ReadCharacter(BaseModel):
     strokes: list[int] | None = Field(
         None, description="Indices into the request's strokes that make this character.")
     box: list[float] = Field(description="[x0, y0, x1, y1] in the request's units (pixels for images).")
-    known: bool = Field(False, description="True for a character sent in the request's 'known': "
-                                           "kept as the writer confirmed it (probability 1).")
+    known: bool = Field(False, description="True for a character sent in the request's 'known' "
+                                           "with a label: kept as the writer confirmed it "
+                                           "(probability 1). A grouping sent without a label is "
+                                           "read as usual and is not marked.")
 
 
 class Alternative(BaseModel):

@@ -57,6 +57,16 @@ def test_a_scratch_over_a_character_erases_it(recognizer, passes, vertical, slan
         assert scratched([*c.strokes, scratch]) == list(range(len(c.strokes) + 1)), c.char
 
 
+def test_a_looping_scribble_over_a_character_erases_it(recognizer):
+    c = written(recognizer, "C")[0]
+    points = np.concatenate([np.asarray(s, float) for s in c.strokes])
+    centre, radius = points.mean(0), np.ptp(points, 0) * 0.55
+    t = np.linspace(0, 3 * 2 * np.pi, 90)  # three loops, moving right
+    drift = np.linspace(-0.5, 0.5, len(t))
+    loops = np.c_[centre[0] + radius[0] * (0.5 * np.cos(t) + drift), centre[1] + radius[1] * np.sin(t)]
+    assert scratched([*c.strokes, loops.tolist()]) == list(range(len(c.strokes) + 1))
+
+
 def test_what_is_no_scratch(recognizer):
     c = written(recognizer, "C")[0]
     # A zigzag of too few passes is a W or an M; one over nothing is ink; a scratch before the ink

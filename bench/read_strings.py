@@ -254,8 +254,10 @@ def fit(reader: StringReader, strings: list[tuple], rounds: int = 1) -> dict:
             "TYPE_WEIGHTS": {k: round(v, 4) for k, v in weights.items()}}
 
 
-def speed(reader: StringReader, samples, repeats: int = 30) -> dict:
-    """Median ms per read by string length (one thread), beside one character's."""
+def speed(readers: dict, samples, repeats: int = 30) -> dict:
+    """Median ms per read by string length (one thread) for each reader, beside one
+    character's, in turns on the same strings."""
+    reader = next(iter(readers.values()))
     by_length = defaultdict(list)
     for s in samples:
         if s.printed and s.kind != "code":
@@ -273,13 +275,16 @@ def speed(reader: StringReader, samples, repeats: int = 30) -> dict:
         if length not in (2, 4, 6, 8, 10, 14, 20, 30) or not by_length[length]:
             continue
         picks = by_length[length][:repeats]
-        times = []
+        times = defaultdict(list)
         for s in picks:
-            start = time.perf_counter()
-            reader.read_strokes(s.strokes)
-            times.append(1000 * (time.perf_counter() - start))
-        out[length] = {"strings": len(picks), "p50_ms": round(statistics.median(times), 2),
-                       "strokes_p50": statistics.median(len(s.strokes) for s in picks)}
+            for name, each in readers.items():
+                start = time.perf_counter()
+                each.read_strokes(s.strokes)
+                times[name].append(1000 * (time.perf_counter() - start))
+        out[length] = {"strings": len(picks),
+                       "strokes_p50": statistics.median(len(s.strokes) for s in picks),
+                       **{f"p50_ms {name}": round(statistics.median(t), 2)
+                          for name, t in times.items()}}
     return out
 
 
@@ -304,7 +309,11 @@ def main() -> None:
     recognizer = Recognizer(args.model)
     readers = {"after": StringReader(recognizer)}
     if args.before:
-        readers = {"before": reader_before(recognizer, args.before), **readers}
+        try:
+            readers = {"before": reader_before(recognizer, args.before), **readers}
+        except ImportError as e:  # its lexicon came from the english-words package
+            sys.exit(f"the reader at {args.before} needs {e.name}: pip install english-words==2.0.2,"
+                     " or --before ''")
     result = {"part": args.part, "model": recognizer.name, "before": args.before}
     if args.fit:
         result["fit"] = fit(readers["after"], composed_strings(args.composed or 360, "tune", seed=1))
@@ -318,7 +327,7 @@ def main() -> None:
         if args.limit and args.limit < len(samples):
             samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.limit).astype(int)]
         if args.speed:
-            result["speed"] = speed(readers["after"], samples)
+            result["speed"] = speed(readers, samples)
             print(json.dumps(result, indent=1))
         else:
             result["figures"] = evaluate(readers, samples, args.naive)

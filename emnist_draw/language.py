@@ -72,9 +72,8 @@ class LanguageModel:
                  weights: dict[str, float] | None = None):
         order = np.argsort(np.array(words, dtype=object), kind="stable")
         self.words = [words[i] for i in order]
-        counts = np.asarray(counts, float)[order]
-        self.cumulative = np.r_[0.0, np.cumsum(counts)].tolist()
-        self.counts = counts.tolist()
+        self.counts = np.asarray(counts, float)[order]
+        self.cumulative = np.r_[0.0, np.cumsum(self.counts)]
         self.ngram = _ngram_table(self.words)
         self.set_weights(weights or TYPE_WEIGHTS)
 
@@ -187,20 +186,24 @@ def _ngram_table(words: Sequence[str]) -> np.ndarray:
     codes[codes == ord("|") - ord("a")] = _END
     # Every position that is a letter or an end, with the 3 symbols before it.
     targets = np.flatnonzero(np.frombuffer(text.encode(), np.uint8) != ord("{"))
-    table = np.full(27, 1 / 27)
+    table = np.full(27, 1 / 27, np.float32)
     for order in range(1, _NGRAM_ORDER + 1):
         k = order - 1  # context length
         context = np.zeros(len(targets), np.int64)
         for j in range(k, 0, -1):
             context = context * 27 + codes[targets - j]
+        # float32 and in place: the largest table is 27^3 x 27, built once per process.
         counts = np.bincount(context * 27 + codes[targets],
-                             minlength=27 ** (k + 1)).reshape(27 ** k, 27).astype(float)
+                             minlength=27 ** (k + 1)).reshape(27 ** k, 27).astype(np.float32)
         seen = counts.sum(1, keepdims=True)
-        distinct = (counts > 0).sum(1, keepdims=True)
+        distinct = (counts > 0).sum(1, keepdims=True).astype(np.float32)
         # The lower order's estimate for each context: drop its oldest symbol.
         lower = table[np.arange(27 ** k) % (27 ** max(k - 1, 0))] if k else table[None]
-        table = (counts + distinct * lower) / np.maximum(seen + distinct, 1e-12)
-        table[seen[:, 0] == 0] = lower[seen[:, 0] == 0]
+        counts += distinct * lower
+        counts /= np.maximum(seen + distinct, 1e-12)
+        empty = seen[:, 0] == 0
+        counts[empty] = lower[empty]
+        table = counts
     return table
 
 

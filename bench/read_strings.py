@@ -220,19 +220,23 @@ def reader_before(recognizer: Recognizer, revision: str = BEFORE):
     return module.StringReader(recognizer)
 
 
-def fit(reader: StringReader, strings: list[tuple], rounds: int = 1) -> dict:
+def fit(reader: StringReader, strings: list[tuple], words: list, rounds: int = 1) -> dict:
     """The reader's LM_WEIGHT and CHARACTER_BONUS on a grid, then the language model's type
-    weights one at a time (x0.5, x2), by the mean exact rate over the kinds. Run on the tune
-    writers only (--part tune --fit)."""
+    weights one at a time (x0.5, x2), by half the mean exact rate over the composed kinds and half
+    the exact rate of real printed words (composed strings alone favour a weak prior, real words
+    a strong one). Run on the tune writers only (--part tune --fit)."""
     import emnist_draw.reader as module
 
     def score() -> float:
         figures = composed({"after": reader}, strings)
-        return float(np.mean([figures[f"{kind} | after"]["exact"] for kind in KINDS]))
+        kinds = float(np.mean([figures[f"{kind} | after"]["exact"] for kind in KINDS]))
+        real = np.mean([balanced_form(reader.read_strokes(w.strokes).text) == balanced_form(w.text)
+                        for w in words])
+        return (kinds + float(real)) / 2
 
     best = (-1.0, None)
-    for weight in (0.3, 0.5, 0.7):
-        for bonus in (2.5, 3.5, 4.5):
+    for weight in (0.5, 0.75, 1.0):
+        for bonus in (3.5, 4.5, 5.5):
             module.LM_WEIGHT, module.CHARACTER_BONUS = weight, bonus
             got = score()
             print(f"LM_WEIGHT {weight} CHARACTER_BONUS {bonus}: {got:.4f}", flush=True)
@@ -302,6 +306,7 @@ def main() -> None:
                         help="git revision of the reader to compare with ('' for none)")
     parser.add_argument("--fit", action="store_true",
                         help="fit the reader's weights on the composed strings (--part tune only)")
+    parser.add_argument("--rounds", type=int, default=1, help="--fit: rounds over the type weights")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.fit and args.part != "tune":
@@ -316,7 +321,10 @@ def main() -> None:
                      " or --before ''")
     result = {"part": args.part, "model": recognizer.name, "before": args.before}
     if args.fit:
-        result["fit"] = fit(readers["after"], composed_strings(args.composed or 360, "tune", seed=1))
+        words = [w for w in load_written("tune") if w.printed and w.kind == "word" and w.level == "word"]
+        words = [words[i] for i in np.linspace(0, len(words) - 1, args.limit or 400).astype(int)]
+        result["fit"] = fit(readers["after"], composed_strings(args.composed or 300, "tune", seed=1),
+                            words, args.rounds)
         print(json.dumps(result["fit"], indent=1))
     elif args.composed:
         strings = composed_strings(args.composed, args.part)

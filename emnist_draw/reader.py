@@ -40,14 +40,14 @@ from emnist_draw.status import Ink, judge
 MAX_PARTS = 4
 # Scoring constants, chosen on the UNIPEN tune writers' printed words (bench/read_strings.py
 # --part tune); the measure writers are never used for this.
-CHARACTER_BONUS = 3.5      # per character: without it, merging two characters into one wins
+CHARACTER_BONUS = 5.5      # per character: without it, merging two characters into one wins
 TINY_COST = 6.0            # a candidate this small is a dot or a fragment, not a character
 TINY_SIZE = 0.22           # ... below this fraction of the line's height (and width)
 OVERLAP_COST = 10.0        # x (share of the narrower one's width) two neighbours overlap
 MAX_GAP = 0.3              # an empty gap wider than this (x line height) splits characters
 MAX_WIDTH = 1.6            # no candidate of several primitives is wider (x line height)
 WORD_BONUS = 4.0           # a reading that is one of the caller's words
-LM_WEIGHT = 0.5            # x log P(string) of the language model (emnist_draw.language)
+LM_WEIGHT = 1.0            # x log P(string) of the language model (emnist_draw.language)
 SPACE_GAP = 0.6            # a gap this wide (x line height, and 2.5x the usual gap) is a space
 CANDIDATE_CLASSES = 4      # classes per candidate considered by the search
 PATTERN_MISFIT = 8.0       # a pattern's reading this much worse than the free one: no fit
@@ -225,7 +225,9 @@ class StringReader:
         beams[0] = [_Hypothesis(0.0, (), language.start)]
         for start in range(len(order)):
             check_time()
-            expanding, beams[start] = _pruned(beams[start], per_length=kinds is not None), []
+            expanding = _pruned(beams[start], None if kinds is None else len(kinds),
+                                len(order) - start)
+            beams[start] = []
             for hyp in expanding:  # (the node's other paths freed: only the pruned go on)
                 position = len(hyp.steps)
                 if kinds is not None and position >= len(kinds):
@@ -430,17 +432,21 @@ def _checked(render: Callable[[Sequence[int]], np.ndarray], parts: Sequence[int]
     return render(parts)
 
 
-def _pruned(hypotheses: list[_Hypothesis], per_length: bool) -> list[_Hypothesis]:
-    """The BEAM best; with a pattern, the best of each length, so that the pattern's length is
-    never pruned away by shorter or longer readings that score better: BEAM of each while few
-    lengths compete, fewer (at least 2) when many do, PATTERN_BEAM in all."""
-    if not per_length:
+def _pruned(hypotheses: list[_Hypothesis], wanted: int | None,
+            remaining: int) -> list[_Hypothesis]:
+    """The BEAM best. With a pattern of `wanted` characters, readings of each length are kept
+    apart, so that the pattern's length is never pruned away by shorter or longer readings that
+    score better: only lengths that can still end at `wanted` over the `remaining` primitives,
+    the best few of each, PATTERN_BEAM in all (it grew with the square of the primitives)."""
+    if wanted is None:
         return sorted(hypotheses, reverse=True)[:BEAM]
     by_length: dict[int, list[_Hypothesis]] = {}
     for hyp in hypotheses:
-        by_length.setdefault(len(hyp.steps), []).append(hyp)
-    keep = max(2, min(BEAM, PATTERN_BEAM // max(len(by_length), 1)))
-    return [h for group in by_length.values() for h in sorted(group, reverse=True)[:keep]]
+        if -(-remaining // MAX_PARTS) <= wanted - len(hyp.steps) <= remaining:
+            by_length.setdefault(len(hyp.steps), []).append(hyp)
+    keep = max(1, min(BEAM, PATTERN_BEAM // max(len(by_length), 1)))
+    kept = [h for group in by_length.values() for h in sorted(group, reverse=True)[:keep]]
+    return sorted(kept, reverse=True)[:PATTERN_BEAM]
 
 
 def _pattern_kinds(pattern: str | None) -> list[str | None] | None:

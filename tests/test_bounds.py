@@ -73,8 +73,8 @@ class Counting:
             self.rendered += 1
             return image
 
-        def counting_pruned(hypotheses, per_length):
-            kept = pruned(hypotheses, per_length)
+        def counting_pruned(*args):
+            kept = pruned(*args)
             self.widest_beam = max(self.widest_beam, len(kept))
             return kept
 
@@ -101,7 +101,7 @@ def test_the_worst_legal_strokes_cost_a_bounded_read(reader, monkeypatch):
     assert 0 < count.rendered <= MAX_PARTS * MAX_PRIMITIVES
     # The pattern keeps readings of each length apart, but not without bound (it grew with the
     # square of the primitives: 12 per length, ~1,200 a node).
-    assert count.widest_beam <= PATTERN_BEAM + 2 * MAX_PARTS
+    assert count.widest_beam <= PATTERN_BEAM
     # The model takes the candidates a few at a time: its buffers stay at the size of one batch.
     assert max(count.batches) <= READ_BATCH
 

@@ -177,3 +177,237 @@ def test_sideways_a_tapped_character_keeps_the_pad_on_screen(opened, written):
         first.tap()
     expect(page.get_by_test_id("char-panel")).to_be_hidden()
     assert page.evaluate("window.scrollY") == 0
+
+
+# ---------------------------------------------------------------- hints
+
+def sent(request) -> dict:
+    return json.loads(request.post_data)
+
+
+def test_hints_go_to_the_api_and_are_kept_per_mode(opened, written):
+    o = opened()
+    page, number, word = o.page, written["number"], written["word"]
+    hint, pattern = page.get_by_test_id("hint"), page.get_by_test_id("pattern")
+    expect(hint).to_have_value("any")
+    expect(pattern).to_be_hidden()
+    # Number: digits only.
+    hint.select_option("number")
+    with page.expect_request(reads("/api/read", len(number.strokes))) as request:
+        mouse_draw(page, pad_points(page, number.strokes, FILL))
+    assert sent(request.value)["charset"] == "digits" and "pattern" not in sent(request.value)
+    expect(page.get_by_test_id("text")).to_have_text(number.text)
+    expect(page.get_by_test_id("charset")).to_have_value("all")  # the select is the writer's
+    # Code with a pattern: the reading has its length; a pattern the API refuses says why.
+    with page.expect_response(reads("/api/read", len(number.strokes))):
+        hint.select_option("code")  # read again at once: no pattern yet, any characters
+    expect(pattern).to_be_visible()
+    shape = "D" * len(number.text)
+    pattern.fill(shape)
+    with page.expect_response(reads("/api/read", len(number.strokes))) as response:
+        pattern.press("Enter")
+    assert sent(response.value.request)["pattern"] == shape
+    assert sent(response.value.request)["charset"] == "all"
+    assert response.value.json()["text"] == number.text
+    # A typo is said by the page, and nothing is sent.
+    posted = []
+    page.on("request", lambda r: posted.append(r.url) if r.url.endswith("/api/read") else None)
+    pattern.fill("DDX")
+    pattern.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("A pattern holds only L")
+    expect(pattern).to_have_attribute("aria-invalid", "true")
+    assert posted == []
+    with page.expect_response(reads("/api/read", len(number.strokes))):
+        pattern.fill("")
+        pattern.press("Enter")
+    # Word: letters, the server's own lexicon.
+    page.get_by_test_id("clear").click()
+    hint.select_option("word")  # nothing on the pad: nothing to read
+    with page.expect_response(reads("/api/read", len(word.strokes))) as response:
+        mouse_draw(page, pad_points(page, word.strokes, FILL))
+    assert sent(response.value.request)["charset"] == "letters"
+    assert "pattern" not in sent(response.value.request)
+    expect(page.get_by_test_id("text")).to_have_text(word.text)
+    # Kept across visits, per mode: one character has no hint and its own character set.
+    page.reload()
+    expect(hint).to_have_value("word")
+    page.get_by_test_id("mode-one").click()
+    expect(hint).to_be_hidden()
+    page.get_by_test_id("charset").select_option("digits")
+    page.get_by_test_id("mode-several").click()
+    expect(page.get_by_test_id("charset")).to_have_value("all")
+    expect(hint).to_have_value("word")
+    page.get_by_test_id("mode-one").click()
+    expect(page.get_by_test_id("charset")).to_have_value("digits")
+
+
+@pytest.mark.parametrize("viewport", [PHONE, PHONE_SIDEWAYS], ids=["portrait", "landscape"])
+def test_the_hint_fits_a_phone(opened, viewport):
+    o = opened(viewport, touch=True)
+    page = o.page
+    page.get_by_test_id("hint").select_option("code")
+    boxes = {t: page.get_by_test_id(t).bounding_box()
+             for t in ("pad", "predict", "undo", "clear", "charset", "hint", "pattern")}
+    for test_id, box in boxes.items():
+        assert in_view(box, viewport), (test_id, box)
+    pad = boxes["pad"]
+    for test_id in ("charset", "hint", "pattern"):
+        assert boxes[test_id]["y"] >= pad["y"] + pad["height"], (test_id, boxes)
+        assert boxes[test_id]["height"] >= 40, (test_id, boxes)
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+
+
+# ---------------------------------------------------------------- corrections that stay
+
+def bar(page: Page) -> list[list[tuple[float, float]]]:
+    """A short upright stroke at the pad's right end, after the string."""
+    box = page.get_by_test_id("pad").bounding_box()
+    x = box["x"] + 0.965 * box["width"]
+    return [[(x, box["y"] + f * box["height"]) for f in (0.35, 0.45, 0.55, 0.65)]]
+
+
+def test_a_correction_stays_through_strokes_undo_and_predict(opened, written):
+    o = opened()
+    page, number = o.page, written["number"]
+    answer = write(o, number)
+    n = len(number.strokes)
+    chars(page).nth(1).click()
+    pick = page.locator("[data-testid=alternative]:enabled").first
+    label = pick.get_attribute("data-label")
+    with page.expect_response(lambda r: r.url.endswith("/api/feedback/read")):
+        pick.click()
+    confirmed = {"strokes": answer["characters"][1]["strokes"], "label": label}
+
+    def kept(response, total: int) -> None:
+        body = sent(response.request)
+        assert len(body["strokes"]) == total and body["known"] == [confirmed], body.get("known")
+        character = response.json()["characters"][1]
+        assert character["known"] and character["prediction"] == label, character
+        expect(chars(page).nth(1)).to_have_text(character["display"])
+
+    with page.expect_response(reads("/api/read", n + 1)) as response:
+        mouse_draw(page, bar(page))  # one more stroke: the string is read again, 1 kept
+    kept(response.value, n + 1)
+    with page.expect_response(reads("/api/read", n)) as response:
+        page.get_by_test_id("undo").click()
+    kept(response.value, n)
+    with page.expect_response(reads("/api/read", n)) as response:
+        page.get_by_test_id("predict").click()
+    kept(response.value, n)
+
+
+# ---------------------------------------------------------------- edits by tap
+
+def test_delete_space_join_and_split_each_undone(opened, written):
+    o = opened()
+    page, number = o.page, written["number"]
+    answer = write(o, number)
+    n, text = len(number.strokes), number.text
+    parts = [c["strokes"] for c in answer["characters"]]
+    text_box = page.get_by_test_id("text")
+
+    def edit(i: int, test_id: str, total: int) -> dict:
+        chars(page).nth(i).click()
+        with page.expect_response(reads("/api/read", total)) as response:
+            page.get_by_test_id(test_id).click()
+        return response.value.json()
+
+    def undone() -> None:
+        with page.expect_response(reads("/api/read", n)):
+            page.get_by_test_id("undo").click()
+        expect(text_box).to_have_text(text)
+
+    # Delete: the character's strokes leave the pad.
+    gone = edit(2, "char-delete", n - len(parts[2]))
+    assert len(gone["characters"]) == len(text) - 1
+    expect(chars(page)).to_have_count(len(text) - 1)
+    undone()
+    # A space after the 4th character: in the text, the boxes unchanged.
+    edit(3, "char-space", n)
+    expect(text_box).to_have_text(text[:4] + " " + text[4:])
+    expect(page.get_by_test_id("fix-text")).to_have_value(text[:4] + " " + text[4:])
+    chars(page).nth(3).click()
+    expect(page.get_by_test_id("char-space")).to_be_disabled()  # there is one already
+    page.keyboard.press("Escape")
+    undone()
+    # Join the first two: one confirmed character of both's strokes, read by /api/predict.
+    chars(page).nth(0).click()
+    with page.expect_request(lambda r: r.url.endswith("/api/predict")) as predicted:
+        with page.expect_response(reads("/api/read", n)) as response:
+            page.get_by_test_id("char-join").click()
+    joined = response.value.json()
+    assert sent(predicted.value)["strokes"] and "known" not in sent(predicted.value)
+    assert sent(response.value.request)["known"] == [
+        {"strokes": sorted(parts[0] + parts[1]), "label": joined["characters"][0]["prediction"]}]
+    assert joined["characters"][0]["known"] and len(joined["characters"]) == len(text) - 1
+    expect(chars(page)).to_have_count(len(text) - 1)
+    # Split it again: at the widest gap, which is between the two characters written.
+    chars(page).nth(0).click()
+    with page.expect_response(reads("/api/read", n)) as response:
+        page.get_by_test_id("char-split").click()
+    split = sent(response.value.request)["known"]
+    assert sorted(sorted(k["strokes"]) for k in split) == sorted([sorted(parts[0]), sorted(parts[1])])
+    expect(chars(page)).to_have_count(len(text))
+    # Undo, twice: the split, then the join.
+    with page.expect_response(reads("/api/read", n)) as response:
+        page.get_by_test_id("undo").click()
+    assert len(sent(response.value.request)["known"]) == 1
+    undone()
+    assert page.get_by_test_id("undo").is_enabled()  # the strokes are still there to undo
+
+
+def test_edits_by_finger_sideways(opened, written):
+    o = opened(PHONE_SIDEWAYS, touch=True)
+    page, number = o.page, written["number"]
+    write(o, number)
+    n, text = len(number.strokes), number.text
+    chars(page).nth(0).tap()
+    for test_id in ("char-delete", "char-split", "char-join", "char-space", "pad"):
+        box = page.get_by_test_id(test_id).bounding_box()
+        assert in_view(box, PHONE_SIDEWAYS), (test_id, box)
+    assert page.evaluate("window.scrollY") == 0
+    with page.expect_response(lambda r: r.url.endswith("/api/read")) as response:
+        page.get_by_test_id("char-delete").tap()
+    assert len(sent(response.value.request)["strokes"]) < n
+    with page.expect_response(reads("/api/read", n)):
+        page.get_by_test_id("undo").tap()
+    expect(page.get_by_test_id("text")).to_have_text(text)
+
+
+# ---------------------------------------------------------------- scratch-out and lines
+
+def zigzag_over(page: Page, box: list[float], canvas: dict, passes: int = 8) -> list:
+    """A pen's zigzag across a character's box (the API's units: the pad's CSS pixels), left
+    and right, working down it, a little past its edges."""
+    pad = page.get_by_test_id("pad").bounding_box()
+    scale = pad["height"] / canvas["height"]
+    x0, y0, x1, y1 = (v * scale for v in box)
+    w, h = x1 - x0, y1 - y0
+    x0, x1, y0, y1 = x0 - 0.05 * w, x1 + 0.05 * w, y0 - 0.05 * h, y1 + 0.05 * h
+    corners = [(x0 if k % 2 == 0 else x1, y0 + (y1 - y0) * k / passes) for k in range(passes + 1)]
+    path = []
+    for (ax, ay), (bx, by) in zip(corners, corners[1:]):
+        path += [(ax + (bx - ax) * t / 10, ay + (by - ay) * t / 10) for t in range(10)]
+    path.append(corners[-1])
+    return [[(pad["x"] + x, pad["y"] + y) for x, y in path]]
+
+
+def test_a_scratch_out_erases_a_character_undoably(opened, written):
+    o = opened()
+    page, number = o.page, written["number"]
+    answer = write(o, number)
+    n, text = len(number.strokes), number.text
+    third = answer["characters"][2]
+    canvas = page.evaluate("() => { const r = document.getElementById('pad')"
+                           ".getBoundingClientRect(); return {width: r.width, height: r.height}; }")
+    with page.expect_response(reads("/api/read", n + 1)) as scratched:
+        with page.expect_response(reads("/api/read", n - len(third["strokes"]))) as response:
+            mouse_draw(page, zigzag_over(page, third["box"], canvas))
+    assert sorted(scratched.value.json()["erased"]) == sorted(third["strokes"] + [n])
+    assert response.value.json()["text"] == text[:2] + text[3:]
+    expect(page.get_by_test_id("text")).to_have_text(text[:2] + text[3:])
+    expect(page.get_by_test_id("status")).to_contain_text("Scratched out")
+    # Undo brings the character back, not the zigzag.
+    with page.expect_response(reads("/api/read", n)):
+        page.get_by_test_id("undo").click()
+    expect(page.get_by_test_id("text")).to_have_text(text)

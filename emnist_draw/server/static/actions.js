@@ -7,6 +7,7 @@ import { t, tm } from "./i18n.js";
 import { redraw, sizePad } from "./pad.js";
 import { actionButton, setStatus, setStatusActions } from "./status.js";
 import { forget, pushEdit, undoLast } from "./history.js";
+import { loadChoices, patternOk, saveCharset, saveHint } from "./hints.js";
 import { read, showEmpty } from "./reading.js";
 import { closeCharPanel } from "./several.js";
 import { closeGrid } from "./picker.js";
@@ -35,6 +36,7 @@ export function afterEdit(modeBefore = S.mode) {
   S.drawing++;
   if (S.mode !== modeBefore) {
     save(STORE.mode, S.mode);
+    loadChoices();
     showMode();
     sizePad();
   }
@@ -59,6 +61,7 @@ export function setMode(next) {
   S.mode = next;
   S.drawing++;
   save(STORE.mode, S.mode);
+  loadChoices();
   if (S.mode === "one") {
     S.strokes.length = 0;
     S.current = null;
@@ -96,9 +99,21 @@ ui.clear.addEventListener("click", clearPad);
 ui.undo.addEventListener("click", undo);
 
 ui.charset.addEventListener("change", () => {
-  save(STORE.charset, ui.charset.value);
+  saveCharset();
   S.charsetOnce = null;  // the writer's own choice overrides the one a status offered
   if (S.strokes.length) read();
+});
+
+ui.hintSelect.addEventListener("change", () => {
+  saveHint();
+  if (S.strokes.length) read();
+});
+// A pattern is read once typed, not at every key: "LL" on the way to "LLDDD" is no hint.
+ui.pattern.addEventListener("change", () => {
+  saveHint();
+  ui.pattern.setAttribute("aria-invalid", String(!patternOk()));
+  if (!patternOk()) setStatus(null, { error: true, text: t("patternBad") });
+  else if (S.strokes.length) read();
 });
 
 document.addEventListener("keydown", (e) => {

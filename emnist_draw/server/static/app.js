@@ -4,7 +4,7 @@
 // do one job (see their first lines).
 
 import { S } from "./state.js";
-import { pad, ui, STORE, load, save } from "./dom.js";
+import { pad, ui, STORE, save } from "./dom.js";
 import { t, percent } from "./i18n.js";
 import { sizePad } from "./pad.js";
 import { showAnswer } from "./one.js";
@@ -12,6 +12,7 @@ import { showChar, showReading } from "./several.js";
 import { showFeedbackStatus, showReadFeedbackStatus } from "./corrections.js";
 import { gridButtons } from "./picker.js";
 import { showMode, updateButtons } from "./actions.js";
+import { loadChoices } from "./hints.js";
 
 function applyLanguage() {
   document.documentElement.lang = S.lang;
@@ -50,8 +51,7 @@ ui.lang.addEventListener("click", () => {
   applyLanguage();
 });
 
-const savedCharset = load(STORE.charset);
-if ([...ui.charset.options].some((o) => o.value === savedCharset)) ui.charset.value = savedCharset;
+loadChoices();
 
 fetch("/api/model").then((r) => (r.ok ? r.json() : null)).then((info) => {
   S.modelInfo = info;

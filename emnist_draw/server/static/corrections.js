@@ -7,6 +7,7 @@ import { t } from "./i18n.js";
 import { describeError } from "./status.js";
 import { closeCharPanel, readingText, showReading } from "./several.js";
 import { MERGED, closeGrid, gridButtons, openGrid } from "./picker.js";
+import { charStrokes } from "./edits.js";
 
 // A merged class (C for C and c) keeps the case the text showed; others are what they are.
 export function shownFor(label, before) {
@@ -16,6 +17,10 @@ export function shownFor(label, before) {
 
 export async function correctChar(i, label) {
   S.reading.shown[i] = shownFor(label, S.reading.shown[i]);
+  // Confirmed: sent as `known` with every later read, so that it stays while the rest is re-read.
+  const strokes = charStrokes(i);
+  S.known = S.known.filter((k) => !k.strokes.some((s) => strokes.includes(s)));
+  S.known.push({ strokes, label });
   S.reading.typed = null;
   const focusBack = i;
   closeCharPanel();

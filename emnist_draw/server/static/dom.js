@@ -16,6 +16,8 @@ export const ui = {
   charTitle: $("char-title"), alternatives: $("alternatives"), charOther: $("char-other"),
   charPicker: $("char-picker"), charChoices: $("char-choices"), fixForm: $("fix-form"),
   fixText: $("fix-text"), readFeedbackStatus: $("read-feedback-status"),
+  hintSelect: $("hint"), pattern: $("pattern"), charDelete: $("char-delete"), charSplit: $("char-split"),
+  charJoin: $("char-join"), charSpace: $("char-space"),
 };
 
 export const STORE = { charset: "emnist-draw.charset", lang: "emnist-draw.lang", mode: "emnist-draw.mode" };

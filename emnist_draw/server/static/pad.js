@@ -7,6 +7,7 @@ import { read } from "./reading.js";
 import { placeChars } from "./several.js";
 import { updateButtons } from "./actions.js";
 import { pushStroke } from "./history.js";
+import { charsetNow, readOptions } from "./hints.js";
 
 const INK_WIDTH = { one: 0.035, several: 0.025 };  // of the pad's height: a string's characters are smaller
 export const LIVE_DELAY_MS = 250;     // after a stroke ends; a second stroke soon after cancels the read
@@ -148,7 +149,8 @@ export function inkBody() {
   return {
     strokes: S.strokes.map((s) => thin(s).map(([x, y]) => [round1(x * r.height), round1(y * r.height)])),
     canvas: { width: round1(r.width), height: round1(r.height) },
-    charset: S.charsetOnce ?? ui.charset.value,
+    charset: charsetNow(),
+    ...(S.mode === "several" ? { ...readOptions(), ...knownNow(charsetNow()) } : {}),
   };
 }
 
@@ -159,4 +161,13 @@ export function thin(stroke) {
   if (stroke.length <= MAX_POINTS_SENT) return stroke;
   const k = Math.ceil(stroke.length / (MAX_POINTS_SENT - 1));
   return stroke.filter((_, i) => i % k === 0).concat([stroke[stroke.length - 1]]);
+}
+
+// The confirmed characters as /api/read's `known`: indices into the strokes sent, and only those
+// of the set read now (a digit confirmed before "Letters only" would be a 422).
+function knownNow(charset) {
+  const known = S.known.filter((k) => charset === "all" || /^[0-9]$/.test(k.label) === (charset === "digits"))
+    .map((k) => ({ strokes: k.strokes.map((s) => S.strokes.indexOf(s)), label: k.label }))
+    .filter((k) => !k.strokes.includes(-1));
+  return known.length ? { known } : {};
 }

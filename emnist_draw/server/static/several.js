@@ -10,12 +10,14 @@ import { ask } from "./reading.js";
 import { TOP_K } from "./one.js";
 import { correctChar, showReadFeedbackStatus } from "./corrections.js";
 import { closeGrid, openGrid } from "./picker.js";
+import { deleteChar, joinNext, spaceAfter, splitChar } from "./edits.js";
 
 export async function readString(again) {
   const body = { ...inkBody(), top_k: TOP_K, alternatives: 5 };
+  const refs = [...S.strokes];  // the answer's stroke indices are into these, whatever comes next
   const answer = await ask("/api/read", body);
   if (!answer) return;
-  setReading({ body, answer, shown: answer.characters.map((c) => c.display), again });
+  setReading({ body, refs, answer, shown: answer.characters.map((c) => c.display), again });
 }
 
 // A new reading (or none): its text, a box per character, and the corrections start afresh.
@@ -24,16 +26,24 @@ export function setReading(next) {
   S.readShown = null;
   closeCharPanel();
   ui.fixForm.hidden = next === null;
-  if (next) ui.fixText.value = next.answer.text;
+  if (next) ui.fixText.value = readingText();
   showReadFeedbackStatus();
   showReading();
 }
 
-// The text as shown now: read, corrected one character at a time, or typed whole.
+// The text as shown now: read, corrected one character at a time, or typed whole; with the
+// spaces the writer inserted.
 export function readingText() {
   if (S.reading.typed) return S.reading.typed;
+  const { answer, refs, shown } = S.reading;
+  const text = [...answer.text];
   let i = 0;
-  return [...S.reading.answer.text].map((ch) => (ch === " " ? ch : S.reading.shown[i++])).join("");
+  return text.map((ch, at) => {
+    if (ch === " " || ch === "\n") return ch;
+    const first = refs[answer.characters[i].strokes?.[0]];
+    const spaced = S.spaces.has(first) && at + 1 < text.length && !/\s/.test(text[at + 1]);
+    return shown[i++] + (spaced ? " " : "");
+  }).join("");
 }
 
 export function showReading() {
@@ -123,6 +133,10 @@ export function showChar(i, focus = true) {
     return b;
   }));
   closeGrid(ui.charPicker, ui.charOther);
+  const n = S.reading.answer.characters.length;
+  ui.charSplit.disabled = (c.strokes?.length ?? 0) < 2;  // one stroke has no natural parts
+  ui.charJoin.disabled = i + 1 >= n;
+  ui.charSpace.disabled = /^\s/.test(readingText().slice(textEnd(i)));  // a space is there already
   ui.charPanel.hidden = false;
   for (const b of ui.chars.children) b.setAttribute("aria-expanded", String(Number(b.dataset.index) === i));
   if (!focus) return;
@@ -182,3 +196,18 @@ ui.copy.addEventListener("click", async () => {
   }
   setStatus("copied", { flash: true });
 });
+
+// Where character i ends in the text on screen.
+function textEnd(i) {
+  const text = readingText();
+  let seen = -1;
+  for (let at = 0; at < text.length; at++) {
+    if (!/\s/.test(text[at]) && ++seen === i) return at + 1;
+  }
+  return text.length;
+}
+
+ui.charDelete.addEventListener("click", () => deleteChar(S.openChar));
+ui.charSplit.addEventListener("click", () => splitChar(S.openChar));
+ui.charJoin.addEventListener("click", () => joinNext(S.openChar));
+ui.charSpace.addEventListener("click", () => spaceAfter(S.openChar));

@@ -16,8 +16,12 @@ away before its string ends. The type weights are fitted on the UNIPEN tune writ
 (bench/read_strings.py --fit). Classes are EMNIST-balanced's: a merged letter ("C": c or C) fits
 either case, an unmerged one ("a", "A") only its own.
 
-Build the shipped list (needs `pip install wordfreq`, a build-time tool only):
+Build the shipped list (needs `pip install wordfreq==3.1.1`, a build-time tool only):
     .venv/bin/python -m emnist_draw.language build
+
+The list's frequencies are wordfreq's data (Robyn Speer, wordfreq 3.1.1), which is licensed CC
+BY-SA 4.0: english-words.txt.gz is shared under that licence, with that attribution (the code
+under the project's).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Every test also checks that the page logged no error and sent nothing off this m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -20,6 +21,7 @@ from app_helpers import clearly_read_unipen, live_server
 from browser_helpers import (clearly_read_strings, mouse_draw, pad_points, reads, touch_draw,
                              watch)
 
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-strings.png"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 PHONE_SIDEWAYS = {"width": 844, "height": 390}
@@ -330,16 +332,16 @@ def test_delete_space_join_and_split_each_undone(opened, written):
     expect(page.get_by_test_id("char-space")).to_be_disabled()  # there is one already
     page.keyboard.press("Escape")
     undone()
-    # Join the first two: one confirmed character of both's strokes, read by /api/predict.
+    # Join the first two: both's strokes sent as one character (a grouping, no label: the
+    # reader reads its class in the string).
     chars(page).nth(0).click()
-    with page.expect_request(lambda r: r.url.endswith("/api/predict")) as predicted:
-        with page.expect_response(reads("/api/read", n)) as response:
-            page.get_by_test_id("char-join").click()
+    with page.expect_response(reads("/api/read", n)) as response:
+        page.get_by_test_id("char-join").click()
     joined = response.value.json()
-    assert sent(predicted.value)["strokes"] and "known" not in sent(predicted.value)
-    assert sent(response.value.request)["known"] == [
-        {"strokes": sorted(parts[0] + parts[1]), "label": joined["characters"][0]["prediction"]}]
-    assert joined["characters"][0]["known"] and len(joined["characters"]) == len(text) - 1
+    [group] = sent(response.value.request)["known"]
+    assert sorted(group["strokes"]) == sorted(parts[0] + parts[1]) and "label" not in group
+    assert sorted(joined["characters"][0]["strokes"]) == sorted(parts[0] + parts[1])
+    assert len(joined["characters"]) == len(text) - 1
     expect(chars(page)).to_have_count(len(text) - 1)
     # Split it again: at the widest gap, which is between the two characters written.
     chars(page).nth(0).click()
@@ -347,6 +349,7 @@ def test_delete_space_join_and_split_each_undone(opened, written):
         page.get_by_test_id("char-split").click()
     split = sent(response.value.request)["known"]
     assert sorted(sorted(k["strokes"]) for k in split) == sorted([sorted(parts[0]), sorted(parts[1])])
+    assert all("label" not in k for k in split)
     expect(chars(page)).to_have_count(len(text))
     # Undo, twice: the split, then the join.
     with page.expect_response(reads("/api/read", n)) as response:
@@ -411,3 +414,76 @@ def test_a_scratch_out_erases_a_character_undoably(opened, written):
     with page.expect_response(reads("/api/read", n)):
         page.get_by_test_id("undo").click()
     expect(page.get_by_test_id("text")).to_have_text(text)
+
+
+def region_points(page: Page, strokes: list, x0: float, y0: float, x1: float,
+                  y1: float) -> list[list[tuple[float, float]]]:
+    """The strokes scaled into a part of the pad (fractions of its width and height), centred."""
+    box = page.get_by_test_id("pad").bounding_box()
+    left, top = box["x"] + x0 * box["width"], box["y"] + y0 * box["height"]
+    width, height = (x1 - x0) * box["width"], (y1 - y0) * box["height"]
+    moved = pad_points(page, strokes, 1.0)  # thinned, in page units, centred on the pad
+    xs = [x for s in moved for x, _ in s]
+    ys = [y for s in moved for _, y in s]
+    scale = min(width / max(max(xs) - min(xs), 1), height / max(max(ys) - min(ys), 1))
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    return [[(left + width / 2 + (x - cx) * scale, top + height / 2 + (y - cy) * scale)
+             for x, y in s] for s in moved]
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_two_lines_grow_the_pad_and_are_read_line_by_line(opened, written, viewport):
+    touch = viewport is PHONE
+    o = opened(viewport, touch=touch)
+    page, number, word = o.page, written["number"], written["word"]
+    before = page.get_by_test_id("pad").bounding_box()
+    first = region_points(page, number.strokes, 0.05, 0.06, 0.95, 0.42)
+    second = region_points(page, word.strokes, 0.2, 0.58, 0.8, 0.94)
+    n = len(number.strokes) + len(word.strokes)
+    with page.expect_response(reads("/api/read", n)) as response:
+        for line in (first, second):
+            mouse_draw(page, line) if not touch else touch_draw(o.cdp, line)
+    after = page.get_by_test_id("pad").bounding_box()
+    assert after["height"] > 1.4 * before["height"], (before, after)  # grown downward
+    assert after["y"] == pytest.approx(before["y"], abs=1)
+    answer = response.value.json()
+    assert [line["text"] for line in answer["lines"]] == [number.text, word.text]
+    assert answer["text"] == f"{number.text}\n{word.text}"
+    assert page.get_by_test_id("text").text_content() == answer["text"]
+    shown = page.get_by_test_id("text").evaluate("e => e.getClientRects().length && e.innerText")
+    assert shown.split("\n") == [number.text, word.text]  # one under the other
+    boxes = [b.bounding_box() for b in chars(page).all()]
+    top_line, bottom_line = boxes[:len(number.text)], boxes[len(number.text):]
+    assert max(b["y"] + b["height"] for b in top_line) < min(b["y"] for b in bottom_line)
+    assert all(in_view(b, {"width": viewport["width"], "height": 10_000}) for b in boxes)
+    page.get_by_test_id("clear").click() if not touch else page.get_by_test_id("clear").tap()
+    assert page.get_by_test_id("pad").bounding_box()["height"] == pytest.approx(before["height"], abs=1)
+
+
+def test_screenshot_a_correction_kept_on_two_lines(opened, written):
+    """docs/screenshot-strings.png: a number corrected on the first line, kept (confirmed, green)
+    while a word is written on the second."""
+    o = opened()
+    page, number, word = o.page, written["number"], written["word"]
+    first = region_points(page, number.strokes, 0.05, 0.06, 0.95, 0.42)
+    with page.expect_response(reads("/api/read", len(number.strokes))) as response:
+        mouse_draw(page, first)
+    answer = response.value.json()
+    chars(page).nth(1).click()
+    pick = page.locator("[data-testid=alternative]:enabled").first
+    label = pick.get_attribute("data-label")
+    with page.expect_response(lambda r: r.url.endswith("/api/feedback/read")):
+        pick.click()
+    second = region_points(page, word.strokes, 0.2, 0.58, 0.8, 0.94)
+    n = len(number.strokes) + len(word.strokes)
+    with page.expect_response(reads("/api/read", n)) as response:
+        mouse_draw(page, second)
+    read = response.value.json()
+    assert sent(response.value.request)["known"] == [
+        {"strokes": answer["characters"][1]["strokes"], "label": label}]
+    assert [line["text"] for line in read["lines"]][1] == word.text
+    assert read["characters"][1]["known"] and read["characters"][1]["prediction"] == label
+    expect(chars(page).nth(1)).to_have_class("char known")
+    page.mouse.move(0, 0)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), scale="css")

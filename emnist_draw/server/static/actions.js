@@ -4,7 +4,7 @@
 import { S } from "./state.js";
 import { pad, ui, STORE, save } from "./dom.js";
 import { t, tm } from "./i18n.js";
-import { redraw, sizePad } from "./pad.js";
+import { redraw, shrinkPad, sizePad } from "./pad.js";
 import { actionButton, setStatus, setStatusActions } from "./status.js";
 import { forget, pushEdit, undoLast } from "./history.js";
 import { loadChoices, patternOk, saveCharset, saveHint } from "./hints.js";
@@ -19,6 +19,7 @@ export function clearPad() {
   S.tapStart = null;
   S.drawing++;
   forget();
+  shrinkPad();
   clearTimeout(S.liveTimer);
   redraw();
   updateButtons();
@@ -27,6 +28,7 @@ export function clearPad() {
 
 export function undo() {
   const mode = S.mode;
+  S.scratched = 0;
   if (!undoLast()) return;
   afterEdit(mode);
 }
@@ -63,6 +65,7 @@ export function setMode(next) {
   save(STORE.mode, S.mode);
   loadChoices();
   if (S.mode === "one") {
+    shrinkPad();
     S.strokes.length = 0;
     S.current = null;
     S.known = [];

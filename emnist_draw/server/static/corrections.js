@@ -26,7 +26,7 @@ export async function correctChar(i, label) {
   closeCharPanel();
   S.reading.again = false;
   showReading();
-  ui.fixText.value = readingText();
+  ui.fixText.value = readingText().replaceAll("\n", " ");  // one field: lines side by side
   ui.chars.children[focusBack]?.focus();
   await sendRead(readingText(), true);
 }
@@ -36,7 +36,7 @@ ui.fixForm.addEventListener("submit", (e) => {
   e.preventDefault();
   if (!S.reading) return;
   const text = ui.fixText.value.trim().replace(/\s+/g, " ");
-  if (!text || text === readingText()) {
+  if (!text || text === readingText().replace(/\s+/g, " ")) {
     S.readShown = { key: "fixSame" };
     showReadFeedbackStatus();
     return;

@@ -1,13 +1,10 @@
-// Edits by tap on a character's box: Delete, Split, Join with the next one, a space after it.
-// Each is one entry on the Undo stack. Split and Join make confirmed characters (`known`): the
-// parts' labels come from /api/predict, each part read as one character, and stay while the
-// rest of the string is re-read.
+// Edits of the string: by tap on a character's box (Delete, Split, Join with the next one, a
+// space after it) and by pen (scratch-out). Each is one entry on the Undo stack. Split and Join
+// send their groups as `known` without a label: the strokes stay one character (or two) while
+// the reader reads its class in the string.
 
 import { S } from "./state.js";
 import { ui } from "./dom.js";
-import { t } from "./i18n.js";
-import { inkBody } from "./pad.js";
-import { describeError, setStatus } from "./status.js";
 import { pushEdit } from "./history.js";
 import { afterEdit } from "./actions.js";
 import { closeCharPanel } from "./several.js";
@@ -58,48 +55,42 @@ export function splitGroups(strokes) {
   return [spans.slice(0, best.k).map((p) => p.s), spans.slice(best.k).map((p) => p.s)];
 }
 
-export async function splitChar(i) {
+export function splitChar(i) {
   const groups = splitGroups(charStrokes(i));
-  if (groups) await confirmGroups(groups);
+  if (groups) confirmGroups(groups);
 }
 
-export async function joinNext(i) {
-  await confirmGroups([[...charStrokes(i), ...charStrokes(i + 1)]]);
+export function joinNext(i) {
+  confirmGroups([[...charStrokes(i), ...charStrokes(i + 1)]]);
 }
 
-// Each group read as one character, then kept as such: one edit, undone at once.
-async function confirmGroups(groups) {
-  const drawing = S.drawing;
-  let labels;
-  try {
-    labels = await Promise.all(groups.map(labelOf));
-  } catch (err) {
-    setStatus(null, { error: true, text: t("error", err.message) });
-    return;
-  }
-  if (drawing !== S.drawing) return;  // the pad changed meanwhile: the groups are stale
+// Each group kept as one character with no label: the reader reads its class in the string.
+function confirmGroups(groups) {
   pushEdit();
   unconfirm(groups.flat());
-  S.known.push(...groups.map((strokes, n) => ({ strokes, label: labels[n] })));
+  S.known.push(...groups.map((strokes) => ({ strokes, label: null })));
   done();
 }
 
-async function labelOf(strokes) {
-  const all = S.strokes;
-  S.strokes = strokes;  // inkBody sends the pad's strokes: for a moment, only these
-  let body;
-  try {
-    body = { ...inkBody(), top_k: 1 };
-  } finally {
-    S.strokes = all;
+// Scratch-out: /api/read answered which strokes a zigzag erased (the zigzag among them). They
+// leave the pad as one edit; Undo brings back the ink as it was before the zigzag, not the
+// zigzag itself, which would only erase it again.
+export function eraseScratched(refs, erased) {
+  const gone = erased.map((j) => refs[j]).filter(Boolean);
+  const last = S.strokes[S.strokes.length - 1];
+  if (gone.includes(last) && S.history[S.history.length - 1]?.kind === "stroke") {
+    S.history.pop();
+    S.strokes.pop();
+    pushEdit();
+    S.strokes.push(last);
+  } else {
+    pushEdit();
   }
-  delete body.known;
-  const res = await fetch("/api/predict", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  const answer = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(describeError(answer.detail) || `${res.status} ${res.statusText}`);
-  return answer.prediction;
+  unconfirm(gone);
+  for (const s of gone) S.spaces.delete(s);
+  S.strokes.splice(0, S.strokes.length, ...S.strokes.filter((s) => !gone.includes(s)));
+  S.scratched = gone.length;
+  afterEdit();
 }
 
 function done() {

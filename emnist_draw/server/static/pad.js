@@ -35,7 +35,7 @@ export function redraw() {
   ctx.clearRect(0, 0, pad.width, pad.height);
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
-  ctx.lineWidth = INK_WIDTH[S.mode] * unit;
+  ctx.lineWidth = INK_WIDTH[S.mode] * unit * S.inkScale;
   ctx.strokeStyle = ctx.fillStyle = getComputedStyle(document.documentElement)
     .getPropertyValue("--pad-ink").trim() || "#111";
   for (const s of S.strokes) drawStroke(s, unit);
@@ -128,6 +128,8 @@ export function endStroke(e) {
   if (S.current) {
     S.strokes.push(S.current);
     pushStroke();
+    S.scratched = 0;
+    if (S.mode === "several" && startsALine(S.current)) growPad();
     S.current = null;
     S.drawing++;
     redraw();
@@ -166,8 +168,35 @@ export function thin(stroke) {
 // The confirmed characters as /api/read's `known`: indices into the strokes sent, and only those
 // of the set read now (a digit confirmed before "Letters only" would be a 422).
 function knownNow(charset) {
-  const known = S.known.filter((k) => charset === "all" || /^[0-9]$/.test(k.label) === (charset === "digits"))
-    .map((k) => ({ strokes: k.strokes.map((s) => S.strokes.indexOf(s)), label: k.label }))
+  const known = S.known
+    .filter((k) => !k.label || charset === "all" || /^[0-9]$/.test(k.label) === (charset === "digits"))
+    .map((k) => ({ strokes: k.strokes.map((s) => S.strokes.indexOf(s)), ...(k.label ? { label: k.label } : {}) }))
     .filter((k) => !k.strokes.includes(-1));
   return known.length ? { known } : {};
+}
+
+// A stroke that begins wholly below most of the ink starts a second line: then the pad grows
+// downward (style.css: body.tall), its ink staying where it is on the screen.
+function startsALine(stroke) {
+  if (S.strokes.length < 4 || document.body.classList.contains("tall")) return false;
+  const top = Math.min(...stroke.map(([, y]) => y));
+  const bottoms = S.strokes.slice(0, -1).map((s) => Math.max(...s.map(([, y]) => y))).sort((a, b) => a - b);
+  return top > 0.45 && top > bottoms[Math.floor(bottoms.length / 2)];
+}
+
+export function growPad() {
+  const before = pad.getBoundingClientRect().height;
+  document.body.classList.add("tall");
+  const after = pad.getBoundingClientRect().height;
+  if (after <= before) return;  // a phone held sideways has no room to grow: it stays
+  // Points are in units of the pad's height: the same place on the screen is a smaller number.
+  const f = before / after;
+  for (const s of S.strokes) for (const p of s) { p[0] *= f; p[1] *= f; }
+  S.inkScale *= f;  // and the ink as thick as it was
+  sizePad();
+}
+
+export function shrinkPad() {
+  document.body.classList.remove("tall");
+  S.inkScale = 1;
 }

@@ -10,13 +10,17 @@ import { ask } from "./reading.js";
 import { TOP_K } from "./one.js";
 import { correctChar, showReadFeedbackStatus } from "./corrections.js";
 import { closeGrid, openGrid } from "./picker.js";
-import { deleteChar, joinNext, spaceAfter, splitChar } from "./edits.js";
+import { deleteChar, eraseScratched, joinNext, spaceAfter, splitChar } from "./edits.js";
 
 export async function readString(again) {
   const body = { ...inkBody(), top_k: TOP_K, alternatives: 5 };
   const refs = [...S.strokes];  // the answer's stroke indices are into these, whatever comes next
   const answer = await ask("/api/read", body);
   if (!answer) return;
+  if (answer.erased?.length) {
+    eraseScratched(refs, answer.erased);  // and reads what is left
+    return;
+  }
   setReading({ body, refs, answer, shown: answer.characters.map((c) => c.display), again });
 }
 
@@ -26,7 +30,7 @@ export function setReading(next) {
   S.readShown = null;
   closeCharPanel();
   ui.fixForm.hidden = next === null;
-  if (next) ui.fixText.value = readingText();
+  if (next) ui.fixText.value = readingText().replaceAll("\n", " ");  // one field: lines side by side
   showReadFeedbackStatus();
   showReading();
 }
@@ -61,6 +65,7 @@ export function showReading() {
   placeChars();
   const doubts = answer.characters.filter((c) => (c.status ?? "ok") !== "ok").length;
   let status = n ? t("readText", n) : t("nothingRead");
+  if (S.scratched) status = `${t("scratched", S.scratched)} · ${status}`;
   if (doubts) status = `${status}. ${t("doubts", doubts)}`;
   if (again) status = `${t("again", text)} · ${status}`;
   setStatus(null, { text: status, flash: again });

@@ -38,5 +38,7 @@ export const S = {
   // `known` with every read, so that a correction stays while the rest is re-read.
   known: [],
   spaces: new Set(),      // the first stroke of each character a space was inserted after
-  charsetOnce: null,      // a character set a status offered: for this drawing only
+  charsetOnce: null,
+  scratched: 0,
+  inkScale: 1,            // the ink's width on a pad grown for a second line (pad.js)           // strokes the last scratch-out erased, said until the next stroke      // a character set a status offered: for this drawing only
 };

@@ -173,7 +173,7 @@ def _case_fits(label: str, form: str, position: int) -> bool:
 
 def _context(letters: str) -> int:
     """The n-gram context index of the last 3 letters, the start padded."""
-    tail = letters[len(letters) - (_NGRAM_ORDER - 1):] if letters else ""  # O(1) per step
+    tail = letters[max(len(letters) - (_NGRAM_ORDER - 1), 0):]  # O(1) per step
     codes = [_START] * (_NGRAM_ORDER - 1) + [_ALPHABET.index(c) for c in tail]
     index = 0
     for code in codes[-(_NGRAM_ORDER - 1):]:

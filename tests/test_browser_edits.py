@@ -469,9 +469,14 @@ def test_screenshot_a_correction_kept_on_two_lines(opened, written):
     with page.expect_response(reads("/api/read", len(number.strokes))) as response:
         mouse_draw(page, first)
     answer = response.value.json()
-    chars(page).nth(1).click()
-    pick = page.locator("[data-testid=alternative]:enabled").first
-    label = pick.get_attribute("data-label")
+    # A digit corrected to another digit it could be, where its alternatives offer one; else
+    # the 2nd character to its first alternative.
+    second = answer["characters"][1]
+    i, label = next(((i, g["label"]) for i, c in enumerate(answer["characters"])
+                     for g in c["top_k"] if g["label"].isdigit() and g["label"] != c["prediction"]),
+                    (1, next(g["label"] for g in second["top_k"] if g["label"] != second["prediction"])))
+    chars(page).nth(i).click()
+    pick = page.locator(f'[data-testid=alternative][data-label="{label}"]')
     with page.expect_response(lambda r: r.url.endswith("/api/feedback/read")):
         pick.click()
     second = region_points(page, word.strokes, 0.2, 0.58, 0.8, 0.94)
@@ -480,10 +485,11 @@ def test_screenshot_a_correction_kept_on_two_lines(opened, written):
         mouse_draw(page, second)
     read = response.value.json()
     assert sent(response.value.request)["known"] == [
-        {"strokes": answer["characters"][1]["strokes"], "label": label}]
+        {"strokes": answer["characters"][i]["strokes"], "label": label}]
     assert [line["text"] for line in read["lines"]][1] == word.text
-    assert read["characters"][1]["known"] and read["characters"][1]["prediction"] == label
-    expect(chars(page).nth(1)).to_have_class("char known")
+    assert read["characters"][i]["known"] and read["characters"][i]["prediction"] == label
+    expect(chars(page).nth(i)).to_have_class("char known")
     page.mouse.move(0, 0)
+    page.evaluate("window.scrollTo(0, 0)")
     SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), scale="css")
+    page.screenshot(path=str(SCREENSHOT), scale="css", full_page=True)

@@ -24,7 +24,6 @@ from app_helpers import live_server, serve_command
 from browser_helpers import (clearly_read_strings, mouse_draw, pad_points, reads, touch_draw,
                              watch)
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-strings.png"
 DESKTOP = {"width": 1000, "height": 760}
 PHONE = {"width": 390, "height": 844}
 PHONE_SIDEWAYS = {"width": 844, "height": 390}
@@ -115,8 +114,6 @@ def test_a_number_and_a_word_are_read_as_written(page: Page, written: dict[str, 
     boxes = [b.bounding_box() for b in chars(page).all()]
     assert all(pad["x"] <= b["x"] and b["x"] + b["width"] <= pad["x"] + pad["width"] for b in boxes)
     assert [b["x"] for b in boxes] == sorted(b["x"] for b in boxes)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), scale="css")  # 1000x760, a small file
     page.get_by_test_id("clear").click()
     expect(page.get_by_test_id("text")).to_have_text("")
     expect(chars(page)).to_have_count(0)

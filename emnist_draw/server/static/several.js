@@ -80,7 +80,10 @@ export function charButton(character, i, n) {
   b.dataset.index = i;
   const sure = (character.status ?? "ok") === "ok";
   b.classList.toggle("doubt", !sure);
-  b.setAttribute("aria-label", t("charLabel", i + 1, n, S.reading.shown[i], sure));
+  // Confirmed by the writer (a correction kept): solid green, and said so.
+  if (character.known) b.classList.add("known");
+  b.setAttribute("aria-label", t("charLabel", i + 1, n,
+                                 S.reading.shown[i] + (character.known ? t("confirmed") : ""), sure));
   b.setAttribute("aria-expanded", String(S.openChar === i));
   b.setAttribute("aria-controls", "char-panel");
   const label = document.createElement("span");

@@ -1,6 +1,6 @@
 """Hostile requests, each alone against one worker: what it costs the server, and its neighbours.
 
-    .venv/bin/python bench/hostile.py [--json out.json]          # about a minute
+    .venv/bin/python bench/hostile.py [--before ba6edba] [--json out.json]   # 1-3 minutes
 
 Each case is a small body built to cost as much as the limits allow (combs of 1-pixel ink columns,
 100 one-point strokes, the longest pattern, a batch of 64). For each: the answer's status, the
@@ -19,12 +19,14 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 import benchlib
+import versus
 
 GOAL_CPU_S = 0.5
 GOAL_HEALTHZ_S = 0.25
@@ -143,35 +145,46 @@ def run_case(port: int, pid: int, path: str, body: bytes, content_type: str) -> 
             "rss_mb": benchlib.memory_kb(pid)["rss"] / 1024}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default=None, metavar="PATH")
-    args = parser.parse_args()
-    m = benchlib.machine()
-    port = benchlib.free_port()
+def run_all(command: list[str], port: int, cwd: Path) -> dict[str, Any]:
     ready = benchlib.bodies()["strokes"]
-    rows, results = [], []
-    with benchlib.server(benchlib.product_command(port, 1), port, ready) as srv:
+    results = []
+    with benchlib.server(command, port, ready, cwd=cwd) as srv:
         pid = srv.workers()[0]
         rss_start = benchlib.memory_kb(pid)["rss"] / 1024
         for name, path, body, content_type in cases():
-            r = run_case(port, pid, path, body, content_type)
-            results.append({"case": name, **r})
-            rows.append([name, r["bytes"], r["status"], f"{r['cpu_s']:.2f}",
-                         f"{r['healthz_max_s'] * 1000:.0f}", f"{r['rss_mb']:.0f}"])
+            results.append({"case": name, **run_case(port, pid, path, body, content_type)})
         rss_end = benchlib.memory_kb(pid)["rss"] / 1024
+    return {"cases": results, "rss_mb_start": rss_start, "rss_mb_end": rss_end,
+            "worst_cpu_s": max(r["cpu_s"] for r in results),
+            "worst_healthz_s": max(r["healthz_max_s"] for r in results)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default=None, metavar="COMMIT",
+                        help="also run the cases against this commit's code (bench/versus.py's "
+                             "worktree), first, for a before/after in one run")
+    parser.add_argument("--json", default=None, metavar="PATH")
+    args = parser.parse_args()
+    m = benchlib.machine()
+    runs = {}
+    if args.before:
+        code, port = versus.checkout(args.before), benchlib.free_port()
+        runs[args.before] = run_all(versus.command(code, port), port, code)
+    port = benchlib.free_port()
+    runs["this checkout"] = run_all(benchlib.product_command(port, 1), port, benchlib.ROOT)
     print(benchlib.machine_line(m))
-    print(benchlib.table("hostile requests, one worker",
-                         ["case", "bytes", "status", "server CPU s", "worst /healthz ms", "RSS MB"],
-                         rows))
-    worst_cpu = max(r["cpu_s"] for r in results)
-    worst_wait = max(r["healthz_max_s"] for r in results)
-    print(f"RSS: {rss_start:.0f} MB at start, {rss_end:.0f} MB after all (goal <= {GOAL_RSS_MB})")
-    print(f"worst CPU {worst_cpu:.2f} s (goal <= {GOAL_CPU_S}); worst /healthz wait "
-          f"{worst_wait * 1000:.0f} ms (goal <= {GOAL_HEALTHZ_S * 1000:.0f})")
-    benchlib.write_json(args.json, {"machine": m, "cases": results, "rss_mb_start": rss_start,
-                                    "rss_mb_end": rss_end, "worst_cpu_s": worst_cpu,
-                                    "worst_healthz_s": worst_wait})
+    for name, run in runs.items():
+        rows = [[r["case"], r["bytes"], r["status"], f"{r['cpu_s']:.2f}",
+                 f"{r['healthz_max_s'] * 1000:.0f}", f"{r['rss_mb']:.0f}"] for r in run["cases"]]
+        print(benchlib.table(f"hostile requests, one worker: {name}",
+                             ["case", "bytes", "status", "server CPU s", "worst /healthz ms",
+                              "RSS MB"], rows))
+        print(f"RSS: {run['rss_mb_start']:.0f} MB at start, {run['rss_mb_end']:.0f} MB after all "
+              f"(goal <= {GOAL_RSS_MB}); worst CPU {run['worst_cpu_s']:.2f} s (goal <= "
+              f"{GOAL_CPU_S}); worst /healthz wait {run['worst_healthz_s'] * 1000:.0f} ms (goal "
+              f"<= {GOAL_HEALTHZ_S * 1000:.0f})")
+    benchlib.write_json(args.json, {"machine": m, "runs": runs})
 
 
 if __name__ == "__main__":

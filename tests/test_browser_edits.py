@@ -253,6 +253,12 @@ def test_the_hint_fits_a_phone(opened, viewport):
     for test_id, box in boxes.items():
         assert in_view(box, viewport), (test_id, box)
     pad = boxes["pad"]
+    # Upright, each label on its select's row (sideways they are for screen readers only).
+    for name in ("charset", "hint") if viewport is PHONE else ():
+        label = page.locator(f"label[for={name}]")
+        if label.is_visible():
+            middle = lambda b: b["y"] + b["height"] / 2  # noqa: E731
+            assert abs(middle(label.bounding_box()) - middle(boxes[name])) < 8, name
     for test_id in ("charset", "hint", "pattern"):
         assert boxes[test_id]["y"] >= pad["y"] + pad["height"], (test_id, boxes)
         assert boxes[test_id]["height"] >= 40, (test_id, boxes)

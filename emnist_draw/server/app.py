@@ -180,10 +180,16 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
                 return await in_thread(lambda: answer(preprocess.normalize(ink),
                                                       predictor.image_ink(ink)))
             return answer(preprocess.normalize(ink), facts)
-        if body.strokes is not None and predictor.needs_reading(
-                strokes_ink(body.points, _canvas(body)), len(body.points)):
-            return await in_thread(lambda: answer(read(body), ink_of(body)))
-        return answer(read(body), ink_of(body))
+        if body.strokes is None:  # pixels: no shape facts
+            return answer(read(body), None)
+        facts = strokes_ink(body.points, _canvas(body))
+
+        def with_facts() -> Prediction:
+            return answer(read(body), predictor.ink(body.points, facts=facts))
+
+        if predictor.needs_reading(facts, len(body.points)):
+            return await in_thread(with_facts)
+        return with_facts()
 
     # The original demo's path, for clients written against it.
     app.post("/predict", response_model=Prediction, response_model_exclude_none=True,

@@ -57,11 +57,12 @@ class Predictor:
             return False
         return True if parts > SEVERAL_MAX_PARTS else None
 
-    def ink(self, points: Sequence[np.ndarray], canvas: tuple[float, float] | None = None) -> Ink:
-        """What parsed strokes' shape says (emnist_draw.status); wide ink is read as a string
-        where that can change the answer, so that "42" on the one-character pad is answered
-        "several characters", not "H"."""
-        facts = strokes_ink(points, canvas)
+    def ink(self, points: Sequence[np.ndarray], canvas: tuple[float, float] | None = None,
+            facts: Ink | None = None) -> Ink:
+        """What parsed strokes' shape says (emnist_draw.status; `facts`: strokes_ink's, where the
+        caller has them already); wide ink is read as a string where that can change the answer,
+        so that "42" on the one-character pad is answered "several characters", not "H"."""
+        facts = facts or strokes_ink(points, canvas)
         several = self.several(facts, len(points))
         if several is None:
             several = len(self.reader.read_strokes(points).characters) > 1

@@ -178,6 +178,18 @@ def test_a_pasted_text_with_unicode_spaces_is_read_as_spaces(served):
     assert r.status_code == 201 and row(backend, r.json()["id"]).read == "1 z L", r.text
 
 
+def test_a_string_read_on_two_lines_can_be_corrected(served):
+    # /api/read joins the lines of writing on several lines with "\n": the page sends that text.
+    client, backend = served
+    r = client.post("/api/feedback/read", json={**GOOD, "read": "1\nZL", "text": "1\n2C"})
+    assert r.status_code == 201, r.text
+    saved = row(backend, r.json()["id"])
+    assert (saved.read, saved.text, saved.labels) == ("1\nZL", "1\n2C", "12C")
+    # Any other control character still is not text anyone read.
+    r = client.post("/api/feedback/read", json={**GOOD, "read": "1\tZL"})
+    assert r.status_code == 422 and "U+0009" in r.text, r.text
+
+
 def row(backend: Backend, correction_id: int) -> store.StringCorrection:
     return next(s for s in store.iter_string_corrections(backend.engine()) if s.id == correction_id)
 
@@ -289,7 +301,7 @@ BAD = [  # (changes to GOOD, status, words the message must hold)
     ({"read": "1" * 257}, 422, ["read", "at most 256"]),
     ({"read": None}, 422, ["read"]),
     ({"read": "1\x00ZL"}, 422, ["read", "position 1", "U+0000", "control character"]),
-    ({"read": "1Z\nL"}, 422, ["read", "position 2", "U+000A", "control character"]),
+    ({"read": "1Z\rL"}, 422, ["read", "position 2", "U+000D", "control character"]),
     ({"read": "\x1b[31m1ZL"}, 422, ["read", "position 0", "U+001B"]),
     ({"read": "1Z\u202eL"}, 422, ["read", "U+202E", "invisible format character"]),
     ({"read": "1\ud800"}, 422, ["read", "unicode"]),  # pydantic refuses a lone surrogate

@@ -140,9 +140,12 @@ UNPRINTABLE = {"Cc": "a control character", "Cf": "an invisible format character
                "Cn": "not a Unicode character"}
 
 
+LINE_BREAK = "\n"  # between the lines of writing on several lines, as /api/read joins them
+
+
 def check_printable(value: str) -> str:
     for i, char in enumerate(value):
-        kind = UNPRINTABLE.get(unicodedata.category(char))
+        kind = None if char == LINE_BREAK else UNPRINTABLE.get(unicodedata.category(char))
         if kind:
             raise ValueError(f"the character at position {i} (counting from 0), U+{ord(char):04X}, "
                              f"is {kind}: send the text /api/read answered, as it was shown")
@@ -154,8 +157,8 @@ def text_classes(text: str) -> str:
     names the first one that is not a class, with its position."""
     classes = []
     for i, char in enumerate(plain_spaces(text)):
-        if char == " ":
-            continue  # the reader puts one where the ink leaves a wide gap: no character
+        if char in (" ", LINE_BREAK):
+            continue  # the reader puts these at wide gaps and between lines: no character
         try:
             classes.append(to_class(char))
         except ValueError as e:
@@ -182,12 +185,12 @@ class StringFeedbackRequest(_KeepsInkAsSent):
     canvas: Canvas | None = Field(None, description="Size of the area the strokes were drawn in.")
     charset: Charset = Field("all", description="The character set the page was set to.")
     read: str = Field(max_length=MAX_TEXT_CHARS,
-                      description="What the app read (its `text`); may be empty; no control "
-                                  "or invisible characters.")
+                      description="What the app read (its `text`, lines joined by '\\n'); "
+                                  "may be empty; no other control or invisible characters.")
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS,
-                      description="What it really is: digits, letters and spaces ('c' is class "
-                                  "'C'; any Unicode space, such as a no-break space, is a "
-                                  "space).")
+                      description="What it really is: digits, letters, spaces and, between "
+                                  "lines, '\\n' ('c' is class 'C'; any Unicode space, such as "
+                                  "a no-break space, is a space).")
     segments: list[Annotated[list[int], Field(max_length=MAX_STROKES)]] | None = Field(
         None, max_length=MAX_TEXT_CHARS,
         description="The strokes of each non-space character of `text`, left to right: one list "
@@ -223,7 +226,8 @@ class StringFeedbackRequest(_KeepsInkAsSent):
             raise ValueError(f"segments: found {len(self.segments)} segments and "
                              f"{len(self._labels)} characters in text (spaces not counted): give "
                              "one list of stroke indices per character, or leave segments out")
-        chars = self.text.replace(" ", "")  # what segments[n] is the strokes of, for messages
+        # What segments[n] is the strokes of, for messages.
+        chars = self.text.replace(" ", "").replace(LINE_BREAK, "")
         owner: dict[int, int] = {}
         for n, segment in enumerate(self.segments):
             if not segment:

@@ -6,6 +6,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from emnist_draw.data import DEFAULT_DATA_DIR, build_pool
+from emnist_draw.reader import StringReader
+from emnist_draw.recognizer import Recognizer
 
 DATA_DIR = DEFAULT_DATA_DIR
 # Debian's chromium, never a browser downloaded by `playwright install`.
@@ -25,6 +27,17 @@ def pool():
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def recognizer() -> Recognizer:
+    """The shipped model, as the server loads it."""
+    return Recognizer()
+
+
+@pytest.fixture(scope="session")
+def reader(recognizer: Recognizer) -> StringReader:
+    return StringReader(recognizer)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from emnist_draw import reader as reader_module
 from emnist_draw.deadline import DEADLINE
 from emnist_draw.preprocess import parse_strokes
 from emnist_draw.reader import MAX_PARTS, MAX_PRIMITIVES, PATTERN_BEAM, READ_BATCH, StringReader
-from emnist_draw.recognizer import Recognizer
 from emnist_draw.server.predictor import SEVERAL_MAX_PARTS, Predictor
 from emnist_draw.status import strokes_ink
 
@@ -48,16 +47,6 @@ def zigzags(n: int = 100, points: int = 100) -> list:
     t = np.linspace(0, 1, points)
     return [np.c_[i * 10 + 12 * t, 50 + 40 * np.sin(6 * np.pi * t)].round(1).tolist()
             for i in range(n)]
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return Recognizer()
-
-
-@pytest.fixture(scope="module")
-def reader(recognizer):
-    return StringReader(recognizer)
 
 
 class Counting:

@@ -6,22 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from emnist_draw.reader import StringReader
-from emnist_draw.recognizer import Recognizer
 from emnist_draw.unipen import compose, load_samples
 
 from app_helpers import live_server
 from test_reader import written
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return Recognizer()
-
-
-@pytest.fixture(scope="module")
-def reader(recognizer):
-    return StringReader(recognizer)
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,11 @@ import pytest
 
 from emnist_draw import lines
 from emnist_draw.lines import read_lines, split_rows, stroke_boxes
-from emnist_draw.reader import StringReader
-from emnist_draw.recognizer import Recognizer
 from emnist_draw.server.schemas import MAX_LINES
 from emnist_draw.unipen import compose, load_written
 
 from app_helpers import live_server
 from test_reader import written
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return Recognizer()
-
-
-@pytest.fixture(scope="module")
-def reader(recognizer):
-    return StringReader(recognizer)
 
 
 def stacked(recognizer, rows: list[str], spacing: float = 1.4, indent: float = 10.0):

@@ -15,22 +15,11 @@ from PIL import Image, ImageDraw
 
 from emnist_draw.preprocess import strokes_to_input
 from emnist_draw.data import BALANCED_CLASSES
-from emnist_draw.reader import WORD_BONUS, StringReader, balanced_form, edit_distance
-from emnist_draw.recognizer import Recognizer
+from emnist_draw.reader import WORD_BONUS, balanced_form, edit_distance
 from emnist_draw.server.schemas import MAX_POINTS
 from emnist_draw.unipen import compose, load_samples, load_written
 
 from app_helpers import CLEAR, live_server
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return Recognizer()
-
-
-@pytest.fixture(scope="module")
-def reader(recognizer):
-    return StringReader(recognizer)
 
 
 def written(recognizer, text: str):

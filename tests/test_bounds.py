@@ -176,6 +176,14 @@ def test_wide_ink_of_a_few_strokes_is_read_once(predictor, reads, recognizer):
     assert [kind for kind, _ in reads] == ["strokes"]
 
 
+def test_an_image_of_many_separate_parts_is_several_characters(app_client):
+    client, _ = app_client
+    # Ten bars side by side, a small image (decoded on the event loop): more parts than two
+    # characters have, so several characters without a read.
+    r = client.post("/api/predict", json={"image": data_url(comb_png(40, 20, step=4))})
+    assert r.status_code == 200 and r.json()["status"] == "several_characters", r.text
+
+
 def test_a_tap_without_a_canvas_is_not_a_character():
     for tap in ([[[50, 50]]], [[[50, 50], [51, 50]]], [[[50, 50], [52, 51], [53, 52]]]):
         assert strokes_ink(parse_strokes(tap)).tiny, tap

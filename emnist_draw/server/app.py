@@ -176,10 +176,13 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
                 return await in_thread(lambda: answer(*read_image(image_file)))
             ink = decode_ink(image_file)
             facts = image_ink(ink)
+
+            def image_with_facts() -> Prediction:
+                return answer(preprocess.normalize(ink), predictor.image_ink(ink, facts))
+
             if predictor.needs_reading(facts, column_runs(ink)):
-                return await in_thread(lambda: answer(preprocess.normalize(ink),
-                                                      predictor.image_ink(ink)))
-            return answer(preprocess.normalize(ink), facts)
+                return await in_thread(image_with_facts)
+            return image_with_facts()
         if body.strokes is None:  # pixels: no shape facts
             return answer(read(body), None)
         facts = strokes_ink(body.points, _canvas(body))

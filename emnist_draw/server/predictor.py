@@ -68,9 +68,9 @@ class Predictor:
             several = len(self.reader.read_strokes(points).characters) > 1
         return dataclasses.replace(facts, several=several)
 
-    def image_ink(self, ink: np.ndarray) -> Ink:
+    def image_ink(self, ink: np.ndarray, facts: Ink | None = None) -> Ink:
         """The same for an image's ink (inputs.decode_ink), its primitives the column runs."""
-        facts = image_ink(ink)
+        facts = facts or image_ink(ink)
         several = self.several(facts, column_runs(ink))
         if several is None:
             several = len(self.reader.read_ink(ink).characters) > 1

@@ -1,6 +1,7 @@
 """How well strings are read: UNIPEN's printed words, numbers and codes through StringReader.
 
     .venv/bin/python bench/read_strings.py --composed 600           # composed strings, by kind
+    .venv/bin/python bench/read_strings.py --composed 600 --images  # ... and pictures of them
     .venv/bin/python bench/read_strings.py --part measure --limit 1000  # real UNIPEN strings
     .venv/bin/python bench/read_strings.py --part tune --composed 600  # what was tuned on
     .venv/bin/python bench/read_strings.py --speed                  # ms per string by length
@@ -33,6 +34,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
@@ -175,14 +177,38 @@ def composed_strings(count: int, part: str = "measure", seed: int = 0) -> list[t
     return out
 
 
-def composed(readers: dict, strings: list[tuple]) -> dict:
+def line_image(strokes: list, cap_height: float = 100.0) -> Image.Image:
+    """The strokes drawn black on white, as a scan or a photo of the line would show them: a pen
+    6% of the capitals' height, a margin of half of it."""
+    points = np.concatenate([np.asarray(s, float) for s in strokes])
+    low, high = points.min(0), points.max(0)
+    pen, margin = 0.06 * cap_height, 0.5 * cap_height
+    width, height = (high - low + 2 * margin).astype(int) + 1
+    image = Image.new("L", (int(width), int(height)), 255)
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        xy = [tuple(p) for p in (np.asarray(stroke, float) - low + margin)]
+        if len(xy) > 1:
+            draw.line(xy, fill=0, width=round(pen), joint="curve")
+        for x, y in (xy[0], xy[-1]):
+            draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=0)
+    return image
+
+
+def composed(readers: dict, strings: list[tuple], images: bool = False) -> dict:
     """Exact and CER per kind (and per spacing) for each reader, no hint; numbers also with the
-    digits set."""
+    digits set; with `images`, each string also read from a picture of it (line_image)."""
     rows = defaultdict(list)
     for kind, text, spacing, strokes in strings:
         truth = balanced_form(text)
+        picture = line_image(strokes) if images else None
         for name, reader in readers.items():
             runs = {name: reader.read_strokes(strokes).text}
+            if picture is not None:
+                try:
+                    runs[f"{name}, image"] = reader.read_image(picture).text
+                except ValueError:  # e.g. more column runs than a read takes: nothing read
+                    runs[f"{name}, image"] = ""
             if kind == "number":
                 runs[f"{name}, digits"] = reader.read_strokes(strokes, charset="digits").text
             for run, got in runs.items():
@@ -194,6 +220,8 @@ def composed(readers: dict, strings: list[tuple]) -> dict:
                     rows[("numbers+words+codes", run)].append(row)
                 elif "digits" not in run:
                     rows[("made-up+capitals+mix", run)].append(row)
+                if run.endswith("image"):
+                    rows[("all kinds", run)].append(row)
     return {f"{key} | {run}": _figure(r) for (key, run), r in sorted(rows.items())}
 
 
@@ -302,6 +330,8 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="time reads by string length")
     parser.add_argument("--composed", type=int, default=0, metavar="N",
                         help="read N strings composed from the part's writers' characters")
+    parser.add_argument("--images", action="store_true",
+                        help="--composed: also read each string from a picture of it")
     parser.add_argument("--before", default=BEFORE,
                         help="git revision of the reader to compare with ('' for none)")
     parser.add_argument("--fit", action="store_true",
@@ -328,7 +358,7 @@ def main() -> None:
         print(json.dumps(result["fit"], indent=1))
     elif args.composed:
         strings = composed_strings(args.composed, args.part)
-        result["composed"] = composed(readers, strings)
+        result["composed"] = composed(readers, strings, args.images)
         print(table(result["composed"]))
     else:
         samples = [s for s in load_written(args.part) if args.all_styles or s.printed]

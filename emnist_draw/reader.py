@@ -34,7 +34,7 @@ from emnist_draw.known import Known, primitives as known_primitives
 from emnist_draw.language import TYPES, LanguageModel, State, default as default_language
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.recognizer import Recognizer, display_label
-from emnist_draw.status import Ink, judge
+from emnist_draw.status import Ink, judge, widest_gap
 
 # The most primitives one character is made of: E and # are four strokes.
 MAX_PARTS = 4
@@ -466,7 +466,8 @@ def _candidate_spans(boxes: np.ndarray, line_height: float) -> list[tuple[int, i
             if b - a > 1:
                 part = boxes[a:b]
                 width = part[:, 2].max() - part[:, 0].min()
-                if width > MAX_WIDTH * line_height or _widest_gap(part) > MAX_GAP * line_height:
+                gap = widest_gap(zip(part[:, 0], part[:, 2]))
+                if width > MAX_WIDTH * line_height or gap > MAX_GAP * line_height:
                     break
             spans.append((a, b))
     return spans
@@ -487,16 +488,6 @@ def _overlap(left: np.ndarray, right: np.ndarray, line_height: float) -> float:
     shared = min(left[2], right[2]) - max(left[0], right[0])
     narrower = max(min(left[2] - left[0], right[2] - right[0]), 0.1 * line_height)
     return max(float(shared), 0.0) / narrower
-
-
-def _widest_gap(boxes: np.ndarray) -> float:
-    """The widest empty horizontal stretch inside the union of the boxes' x-extents."""
-    intervals = sorted(zip(boxes[:, 0], boxes[:, 2]))
-    reach, gap = intervals[0][1], 0.0
-    for x0, x1 in intervals[1:]:
-        gap = max(gap, x0 - reach)
-        reach = max(reach, x1)
-    return float(gap)
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -16,7 +16,7 @@ where no real character of the tune part falls, not at the edge of the non-chara
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +73,7 @@ def strokes_ink(points: Sequence[np.ndarray], canvas: tuple[float, float] | None
     return Ink(tiny=tiny,
                scribble=longest > 0 and travel > SCRIBBLE_TRAVEL * longest,
                wide=bool(extent[0] >= SEVERAL_ASPECT * max(float(extent[1]), 1e-9)),
-               apart=_apart([(float(p[:, 0].min()), float(p[:, 0].max())) for p in points]))
+               apart=widest_gap([(p[:, 0].min(), p[:, 0].max()) for p in points]) > 0)
 
 
 def image_ink(ink: np.ndarray) -> Ink:
@@ -85,16 +85,15 @@ def image_ink(ink: np.ndarray) -> Ink:
                apart=bool(len(cols) < cols[-1] - cols[0] + 1))
 
 
-def _apart(spans: list[tuple[float, float]]) -> bool:
-    """Whether the strokes' x-extents leave an empty stretch between them: characters side by
-    side do, a character's own strokes (the bar of a 4, the dot of an i) cross each other's."""
-    spans.sort()
-    reach = spans[0][1]
-    for x0, x1 in spans[1:]:
-        if x0 > reach:
-            return True
+def widest_gap(spans: Iterable[tuple[float, float]]) -> float:
+    """The widest empty stretch inside the union of (x0, x1) extents: characters side by side
+    leave one, a character's own strokes (the bar of a 4, the dot of an i) cross each other's."""
+    intervals = sorted(spans)
+    reach, gap = intervals[0][1], 0.0
+    for x0, x1 in intervals[1:]:
+        gap = max(gap, x0 - reach)
         reach = max(reach, x1)
-    return False
+    return float(gap)
 
 
 def judge(probabilities: np.ndarray, classes: Sequence[str], image: np.ndarray,

@@ -166,8 +166,14 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
         # that tells whether wide ink is several characters (up to ~30 ms). Two threads at most:
         # with the GIL, more only thrash (the whole threadpool cost 2.5x the CPU per image at 64
         # clients).
-        async def in_thread(work: Callable[..., Prediction], *args: Any) -> Prediction:
-            return await anyio.to_thread.run_sync(work, *args, limiter=heavy_work())
+        async def in_thread(work: Callable[[], Prediction]) -> Prediction:
+            return await anyio.to_thread.run_sync(work, limiter=heavy_work())
+
+        async def settled(facts: Ink, parts: int, work: Callable[[], Prediction]) -> Prediction:
+            """work() inline, or in a thread where it will read the ink as a string."""
+            if predictor.needs_reading(facts, parts):
+                return await in_thread(work)
+            return work()
 
         if body.image is not None:
             image_file = open_image(decode_base64_image(body.image))
@@ -177,22 +183,13 @@ def create_app(model: str | Path | None = None, data_dir: str | Path | None = No
             ink = decode_ink(image_file)
             facts = image_ink(ink)
 
-            def image_with_facts() -> Prediction:
-                return answer(preprocess.normalize(ink), predictor.image_ink(ink, facts))
-
-            if predictor.needs_reading(facts, column_runs(ink)):
-                return await in_thread(image_with_facts)
-            return image_with_facts()
+            return await settled(facts, column_runs(ink), lambda: answer(
+                preprocess.normalize(ink), predictor.image_ink(ink, facts)))
         if body.strokes is None:  # pixels: no shape facts
             return answer(read(body), None)
         facts = strokes_ink(body.points, _canvas(body))
-
-        def with_facts() -> Prediction:
-            return answer(read(body), predictor.ink(body.points, facts=facts))
-
-        if predictor.needs_reading(facts, len(body.points)):
-            return await in_thread(with_facts)
-        return with_facts()
+        return await settled(facts, len(body.points), lambda: answer(
+            read(body), predictor.ink(body.points, facts=facts)))
 
     # The original demo's path, for clients written against it.
     app.post("/predict", response_model=Prediction, response_model_exclude_none=True,

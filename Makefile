@@ -61,6 +61,8 @@ train: $(BIN)/.dev
 		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
 	$(BIN)/emnist-draw export runs/medium-finetune/last.pt --out emnist_draw/models/emnist-balanced-medium-int8.onnx \
 		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
+	# The string reader's whole-character model reads the CNN's outputs: trained after it.
+	$(BIN)/python -m emnist_draw.train_segmentation
 
 # Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.
 # About 25 minutes in all on the 2-core machine; see README, "Performance".

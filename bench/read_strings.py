@@ -30,21 +30,21 @@ import json
 import statistics
 import sys
 import time
+import types
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without install
 
-from emnist_draw.language import load_words  # noqa: E402
 from emnist_draw.preprocess import strokes_to_input  # noqa: E402
 from emnist_draw.reader import StringReader, balanced_form, edit_distance  # noqa: E402
 from emnist_draw.recognizer import Recognizer  # noqa: E402
-from emnist_draw.unipen import PARTS, compose, load_samples, load_written  # noqa: E402
+from emnist_draw.composed import KINDS, composed_strings, line_image  # noqa: E402
+from emnist_draw.unipen import PARTS, load_samples, load_written  # noqa: E402
 
-SPACINGS = {"normal": 0.25, "tight": 0.03}
 # Today's reader, before the language model: the "before" column of every figure.
 BEFORE = "ba6edba"
 
@@ -104,97 +104,6 @@ def table(figures: dict) -> str:
     return "\n".join(lines)
 
 
-KINDS = ("number", "word", "code", "made-up", "capitals", "mix")
-# The goal's three kinds (numbers, words, codes) and the harder ones no list holds.
-TIGHT_SHARE = 0.3
-
-
-def _word_pool(size: int = 5000) -> list[str]:
-    """Common words: the language model's list's most frequent words of 3-8 letters."""
-    words, counts = load_words()
-    ranked = sorted(zip(counts, words), reverse=True)
-    return [w for _, w in ranked if 3 <= len(w) <= 8][:size]
-
-
-def _made_up(rng, known: set[str]) -> str:
-    """A pronounceable word that is not in the list: consonant-vowel syllables ("blorf")."""
-    onsets = ["b", "bl", "br", "d", "dr", "f", "fl", "g", "gr", "k", "l", "m", "n", "p", "pr",
-              "r", "s", "st", "t", "tr", "v", "z"]
-    while True:
-        word = "".join(onsets[rng.integers(len(onsets))] + "aeiou"[rng.integers(5)]
-                       for _ in range(rng.integers(2, 4)))
-        word += "" if rng.random() < 0.5 else "nrstlkf"[rng.integers(7)]
-        if word not in known and len(word) <= 9:
-            return word
-
-
-def make_text(kind: str, rng, pool: list[str], known: set[str]) -> str:
-    """One string of a kind, as people write it (with case)."""
-    upper, lower, digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789"
-    pick = lambda chars, n: "".join(chars[i] for i in rng.integers(len(chars), size=n))  # noqa: E731
-    if kind == "number":
-        return pick(digits, int(rng.integers(4, 9)))
-    if kind in ("word", "made-up"):
-        word = pool[rng.integers(len(pool))] if kind == "word" else _made_up(rng, known)
-        form = rng.random()
-        return word if form < 0.5 else word.capitalize() if form < 0.75 else word.upper()
-    if kind == "code":  # AB12C, R2D2, 7KX9: capitals and digits, at least one of each
-        while True:
-            text = pick(upper + digits, int(rng.integers(4, 7)))
-            if any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
-                return text
-    if kind == "capitals":
-        return pick(upper, int(rng.integers(3, 7)))
-    while True:  # mix: lower-case letters and digits
-        text = pick(lower + digits, int(rng.integers(4, 7)))
-        if any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
-            return text
-
-
-def composed_strings(count: int, part: str = "measure", seed: int = 0) -> list[tuple]:
-    """(kind, text, spacing, strokes): `count` strings, the kinds in turn, written with the part's
-    writers' isolated characters (one writer per string where one wrote all its characters)."""
-    rng = np.random.default_rng(seed)
-    by_writer = defaultdict(lambda: defaultdict(list))
-    for sample in load_samples(part, "OK"):
-        by_writer[sample.writer][sample.char].append(sample)
-    writers = sorted(by_writer)
-    pool = _word_pool()
-    known = set(load_words()[0])
-    out = []
-    for n in range(count):
-        kind = KINDS[n % len(KINDS)]
-        text = make_text(kind, rng, pool, known)
-        fits = [w for w in writers if all(by_writer[w][c] for c in text)]
-        pools = [by_writer[fits[rng.integers(len(fits))]]] if fits else [by_writer[w] for w in writers]
-        chars = []
-        for c in text:
-            options = [s for p in pools for s in p[c]]
-            chars.append(options[rng.integers(len(options))])
-        spacing = "tight" if rng.random() < TIGHT_SHARE else "normal"
-        strokes, _ = compose(chars, gap=SPACINGS[spacing])
-        out.append((kind, text, spacing, strokes))
-    return out
-
-
-def line_image(strokes: list, cap_height: float = 100.0) -> Image.Image:
-    """The strokes drawn black on white, as a scan or a photo of the line would show them: a pen
-    6% of the capitals' height, a margin of half of it."""
-    points = np.concatenate([np.asarray(s, float) for s in strokes])
-    low, high = points.min(0), points.max(0)
-    pen, margin = 0.06 * cap_height, 0.5 * cap_height
-    width, height = (high - low + 2 * margin).astype(int) + 1
-    image = Image.new("L", (int(width), int(height)), 255)
-    draw = ImageDraw.Draw(image)
-    for stroke in strokes:
-        xy = [tuple(p) for p in (np.asarray(stroke, float) - low + margin)]
-        if len(xy) > 1:
-            draw.line(xy, fill=0, width=round(pen), joint="curve")
-        for x, y in (xy[0], xy[-1]):
-            draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=0)
-    return image
-
-
 def composed(readers: dict, strings: list[tuple], images: bool = False) -> dict:
     """Exact and CER per kind (and per spacing) for each reader, no hint; numbers also with the
     digits set; with `images`, each string also read from a picture of it (line_image)."""
@@ -231,28 +140,37 @@ def _figure(r: list) -> dict:
 
 
 def reader_before(recognizer: Recognizer, revision: str = BEFORE):
-    """The string reader as it was at `revision` (today's, for the side-by-side figures)."""
-    import importlib.util
+    """The string reader as it was at `revision` (today's, for the side-by-side figures), with
+    the language model of that revision where it had one (the rest of the package is today's)."""
+    import inspect
     import subprocess
-    import tempfile
 
-    root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(["git", "show", f"{revision}:emnist_draw/reader.py"], cwd=root,
-                            capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "reader_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("reader_before", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reader_before"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module.StringReader(recognizer)
+    def load(name: str):
+        shown = subprocess.run(["git", "show", f"{revision}:emnist_draw/{name}.py"], cwd=ROOT,
+                               capture_output=True, text=True)
+        if shown.returncode:
+            return None
+        module = types.ModuleType(f"{name}_before")
+        module.__file__ = str(ROOT / "emnist_draw" / f"{name}.py")  # its data files are today's
+        sys.modules[module.__name__] = module  # dataclasses look their module up there
+        exec(compile(shown.stdout, f"{revision}:{name}.py", "exec"), module.__dict__)
+        return module
+
+    reader, language = load("reader"), load("language")
+    if language is not None and "language" in inspect.signature(reader.StringReader).parameters:
+        return reader.StringReader(recognizer, language=language.default())
+    return reader.StringReader(recognizer)
 
 
-def fit(reader: StringReader, strings: list[tuple], words: list, rounds: int = 1) -> dict:
-    """The reader's LM_WEIGHT and CHARACTER_BONUS on a grid, then the language model's type
-    weights one at a time (x0.5, x2), by half the mean exact rate over the composed kinds and half
-    the exact rate of real printed words (composed strings alone favour a weak prior, real words
-    a strong one). Run on the tune writers only (--part tune --fit)."""
+def fit(reader: StringReader, strings: list[tuple], words: list, rounds: int = 1,
+        grid: bool = True) -> dict:
+    """The reader's weights on a grid (LM_WEIGHT, CHARACTER_BONUS, WHOLE_WEIGHT),
+    then the language model's type weights one at a time (x0.5, x2), by half the mean exact rate
+    over the composed kinds and half the exact rate of real printed words (composed strings alone
+    favour a weak prior, real words a strong one); without `grid`, the type weights only, at the
+    reader's constants. Run on the tune writers only (--part tune --fit)."""
+    import itertools
+
     import emnist_draw.reader as module
 
     def score() -> float:
@@ -262,14 +180,18 @@ def fit(reader: StringReader, strings: list[tuple], words: list, rounds: int = 1
                         for w in words])
         return (kinds + float(real)) / 2
 
+    names = ("LM_WEIGHT", "CHARACTER_BONUS", "WHOLE_WEIGHT")
+    values_tried = ((0.75, 1.0, 1.25), (1.0, 2.5, 4.0), (0.25, 0.5, 0.75)) if grid else \
+        tuple((getattr(module, name),) for name in names)
     best = (-1.0, None)
-    for weight in (0.5, 0.75, 1.0):
-        for bonus in (3.5, 4.5, 5.5):
-            module.LM_WEIGHT, module.CHARACTER_BONUS = weight, bonus
-            got = score()
-            print(f"LM_WEIGHT {weight} CHARACTER_BONUS {bonus}: {got:.4f}", flush=True)
-            best = max(best, (got, (weight, bonus)))
-    module.LM_WEIGHT, module.CHARACTER_BONUS = best[1]
+    for values in itertools.product(*values_tried):
+        for name, value in zip(names, values):
+            setattr(module, name, value)
+        got = score()
+        print(" ".join(f"{n} {v}" for n, v in zip(names, values)) + f": {got:.4f}", flush=True)
+        best = max(best, (got, values))
+    for name, value in zip(names, best[1]):
+        setattr(module, name, value)
     language = reader.language
     weights = dict(language.weights)
     for _ in range(rounds):
@@ -282,7 +204,7 @@ def fit(reader: StringReader, strings: list[tuple], words: list, rounds: int = 1
                 if got > best[0]:
                     best, weights = (got, best[1]), trial
     language.set_weights(weights)
-    return {"exact": best[0], "LM_WEIGHT": best[1][0], "CHARACTER_BONUS": best[1][1],
+    return {"exact": best[0], **dict(zip(names, best[1])),
             "TYPE_WEIGHTS": {k: round(v, 4) for k, v in weights.items()}}
 
 
@@ -337,6 +259,8 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true",
                         help="fit the reader's weights on the composed strings (--part tune only)")
     parser.add_argument("--rounds", type=int, default=1, help="--fit: rounds over the type weights")
+    parser.add_argument("--no-grid", action="store_true",
+                        help="--fit: only the type weights, at the reader's constants")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.fit and args.part != "tune":
@@ -354,7 +278,7 @@ def main() -> None:
         words = [w for w in load_written("tune") if w.printed and w.kind == "word" and w.level == "word"]
         words = [words[i] for i in np.linspace(0, len(words) - 1, args.limit or 400).astype(int)]
         result["fit"] = fit(readers["after"], composed_strings(args.composed or 300, "tune", seed=1),
-                            words, args.rounds)
+                            words, args.rounds, not args.no_grid)
         print(json.dumps(result["fit"], indent=1))
     elif args.composed:
         strings = composed_strings(args.composed, args.part)

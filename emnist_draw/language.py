@@ -43,8 +43,8 @@ TYPES = ("number", "word", "Word", "WORD", "text", "Text", "TEXT", "code", "any"
 # Each type's prior weight, fitted on the tune writers' composed and real strings (see the
 # module docstring); they need not sum to 1 (the search compares strings, not absolute
 # probabilities), and they are renormalized.
-TYPE_WEIGHTS = {"number": 0.25, "word": 0.25, "Word": 0.1, "WORD": 0.06, "text": 0.3,
-                "Text": 0.1, "TEXT": 0.05, "code": 0.15, "any": 0.3}
+TYPE_WEIGHTS = {"number": 0.25, "word": 0.5, "Word": 0.1, "WORD": 0.06, "text": 0.15,
+                "Text": 0.2, "TEXT": 0.1, "code": 0.075, "any": 0.3}
 _FORMS = {"word": "lower", "Word": "capitalized", "WORD": "upper",
           "text": "lower", "Text": "capitalized", "TEXT": "upper"}
 _NGRAM_ORDER = 4                      # 3 letters of context

@@ -9,14 +9,15 @@ t's bar, tight spacing, a tall capital next to a small letter), so it proposes s
    no wide empty gap inside is a candidate character (a segmentation graph over the primitives).
 3. All candidates are preprocessed by the one function a single character goes through and
    read in one batch by the CNN.
-4. A beam search over the graph picks the best path and class sequence: the classifier's log
-   probability, a cost for ink too small to be a character on its own (a dot, a fragment), a
-   cost for switching between digits and letters (so "2O24" reads "2024"), and the caller's
-   hints (`charset`, a `pattern` like "LLDDD", a word list). The n best paths are the
-   alternatives.
+4. A beam search over the graph picks the best path and class sequence: per character the
+   classifier's log probability and the log odds that the candidate is one whole character
+   (emnist_draw.segmentation, a small learned model: a stroke of an H is not, nor are two
+   letters together), for the whole string the language model's prior (emnist_draw.language:
+   numbers, words, codes, free text), and the caller's hints (`charset`, a `pattern` like
+   "LLDDD", a word list). The n best paths are the alternatives.
 5. EMNIST-balanced merges the cases of 15 letters (c o s u v w x z ...); their case is set from
-   the string: a word with a lowercase-only letter is lowercase, and a merged letter as tall as
-   the capitals beside it is upper case.
+   the string: its type (a word with a lowercase-only letter is lowercase) and the heights (a
+   merged letter as tall as the capitals beside it is upper case).
 """
 
 from __future__ import annotations
@@ -34,16 +35,16 @@ from emnist_draw.known import Known, primitives as known_primitives
 from emnist_draw.language import TYPES, LanguageModel, State, default as default_language
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.recognizer import Recognizer, display_label
+from emnist_draw.segmentation import WholeCharacter, default as default_whole, features
 from emnist_draw.status import Ink, judge, widest_gap
 
 # The most primitives one character is made of: E and # are four strokes.
 MAX_PARTS = 4
-# Scoring constants, chosen on the UNIPEN tune writers' printed words (bench/read_strings.py
-# --part tune); the measure writers are never used for this.
-CHARACTER_BONUS = 5.5      # per character: without it, merging two characters into one wins
-TINY_COST = 6.0            # a candidate this small is a dot or a fragment, not a character
-TINY_SIZE = 0.22           # ... below this fraction of the line's height (and width)
-OVERLAP_COST = 10.0        # x (share of the narrower one's width) two neighbours overlap
+# Scoring constants, chosen on the UNIPEN tune writers' composed and printed strings
+# (bench/read_strings.py --part tune --fit); the measure writers are never used for this.
+CHARACTER_BONUS = 2.5      # per character: without it, merging two characters into one wins
+WHOLE_WEIGHT = 0.5         # x the log odds that a candidate is one whole character
+TINY_SIZE = 0.22           # below this fraction of the line's height (and width): a dot or a fragment
 MAX_GAP = 0.3              # an empty gap wider than this (x line height) splits characters
 MAX_WIDTH = 1.6            # no candidate of several primitives is wider (x line height)
 WORD_BONUS = 4.0           # a reading that is one of the caller's words
@@ -90,8 +91,17 @@ class Reading:
 
 
 @dataclass
-class _Primitive:
-    box: np.ndarray  # x0, y0, x1, y1
+class Candidates:
+    """The segmentation graph of some ink as the search sees it: the primitives sorted by their
+    horizontal centre, and every run [a, b) of them that could be one character, rendered and
+    read by the CNN."""
+    order: list[int]       # primitive indices (strokes, column runs), left to right
+    boxes: np.ndarray      # their boxes (x0, y0, x1, y1) in that order
+    line_height: float
+    spans: list[tuple[int, int]]
+    images: np.ndarray     # each span's 28x28 input
+    logits: np.ndarray     # the CNN's logits for each
+    columns: bool = False  # the primitives are an image's column runs, not strokes
 
 
 @dataclass(order=True)
@@ -104,11 +114,14 @@ class _Hypothesis:
 class StringReader:
     """Reads strings with a Recognizer; one instance serves any number of requests."""
 
-    def __init__(self, recognizer: Recognizer, language: LanguageModel | None = None):
+    def __init__(self, recognizer: Recognizer, language: LanguageModel | None = None,
+                 whole: WholeCharacter | None = None):
         """`language`: the prior over strings (default: emnist_draw.language.default(), loaded
-        on the first read, not at start-up: most requests read one character)."""
+        on the first read, not at start-up: most requests read one character); `whole`: the
+        whole-character model (default: emnist_draw.segmentation's shipped one)."""
         self.recognizer = recognizer
         self._language = language
+        self._whole = whole
         self.classes = recognizer.classes
         self.is_digit = np.array([c.isdigit() for c in self.classes])
 
@@ -142,30 +155,18 @@ class StringReader:
                  pattern: str | None = None, words: Sequence[str] | None = None,
                  n_best: int = 5) -> Reading:
         """The ink of a line image as preprocess.image_to_ink leaves it (white on black)."""
-        edges = _run_edges(ink)
-        if len(edges) // 2 > MAX_PRIMITIVES:
-            raise InkError(f"the image has {len(edges) // 2} separate runs of inked columns; at "
-                           f"most {MAX_PRIMITIVES} can be read as one line: send fewer characters, "
-                           "or an image with less noise")
-        runs = list(zip(edges[::2], edges[1::2]))
-        boxes = []
-        for x0, x1 in runs:
-            rows = np.flatnonzero(ink[:, x0:x1].any(1))
-            boxes.append(np.array([x0, rows[0], x1, rows[-1] + 1], dtype=float))
-
-        def render(parts: Sequence[int]) -> np.ndarray:
-            return normalize(ink[:, runs[parts[0]][0]:runs[parts[-1]][1]])
-
-        return self._read(boxes, render, charset, top_k, pattern, words, n_best)
+        _, boxes, render = _column_runs(ink)
+        return self._read(boxes, render, charset, top_k, pattern, words, n_best, columns=True)
 
     # ------------------------------------------------------------------ the search
 
     def _read(self, boxes: list[np.ndarray], render: Callable[[Sequence[int]], np.ndarray],
               charset: str, top_k: int, pattern: str | None, words: Sequence[str] | None,
               n_best: int, fixed: dict[int, int | None] | None = None,
-              read: dict | None = None) -> Reading:
+              read: dict | None = None, columns: bool = False) -> Reading:
         """`fixed`: primitives the writer confirmed -> their class, or None where only the
-        grouping is confirmed (see emnist_draw.known)."""
+        grouping is confirmed (see emnist_draw.known); `columns`: the primitives are an image's
+        column runs, not strokes."""
         if len(boxes) > MAX_PRIMITIVES:
             raise InkError(f"{len(boxes)} strokes: at most {MAX_PRIMITIVES} can be read at once")
         allowed = self.recognizer.allowed(charset)
@@ -177,20 +178,12 @@ class StringReader:
         # Read without the pattern too: a pattern far shorter (or longer) than what the ink
         # reads as would otherwise be met by merging characters ("LLL" on YELLOW: "HHW").
         read = {} if read is None else read  # candidates -> (images, logits), read once
-        free = self._read(boxes, render, charset, 1, None, words, 1, fixed, read) if kinds else None
-        order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
-        sorted_boxes = np.array([boxes[i] for i in order])
-        everything = np.r_[sorted_boxes[:, :2].min(0), sorted_boxes[:, 2:].max(0)]
-        line_height = max(float(everything[3] - everything[1]), 1e-9)
-
-        spans = _candidate_spans(sorted_boxes, line_height)
+        free = (self._read(boxes, render, charset, 1, None, words, 1, fixed, read, columns)
+                if kinds else None)
         fixed = fixed or {}
-        # A confirmed character is a candidate of its own, never part of a larger one.
-        spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
-        if tuple(spans) not in read:
-            images = np.stack([_checked(render, [order[k] for k in range(a, b)]) for a, b in spans])
-            read[tuple(spans)] = images, self.recognizer.logits(images, batch_size=READ_BATCH)
-        images, logits = read[tuple(spans)][0], read[tuple(spans)][1].copy()
+        graph = self._candidates(boxes, render, fixed, read, columns)
+        order, sorted_boxes, line_height = graph.order, graph.boxes, graph.line_height
+        spans, images, logits = graph.spans, graph.images, graph.logits.copy()
         known_class = {n: fixed[order[a]] for n, (a, b) in enumerate(spans)
                        if b - a == 1 and fixed.get(order[a]) is not None}  # None: class read
         for n, c in known_class.items():  # certain: probability 1, status ok, in any context
@@ -203,8 +196,16 @@ class StringReader:
         probs = self.recognizer.softmax(logits, charset)
         span_index = {span: n for n, span in enumerate(spans)}
         span_boxes = {span: _union(sorted_boxes[span[0]:span[1]]) for span in spans}
-        costs = [0.0 if n in known_class else _fragment_cost(span_boxes[span], line_height)
-                 for n, span in enumerate(spans)]
+        tiny = [n not in known_class and _tiny(span_boxes[span], line_height)
+                for n, span in enumerate(spans)]
+        # How likely each candidate is one whole character (emnist_draw.segmentation), from the
+        # model's reading over all classes, whatever the hints; a confirmed one is, and has no
+        # rival grouping.
+        all_classes = np.log(np.maximum(self.recognizer.softmax(graph.logits, calibrated=False),
+                                        1e-12))
+        whole = self.whole.log_odds(features(sorted_boxes, spans, line_height, all_classes,
+                                              columns))
+        whole[list(known_class)] = 0.0
         ranked = np.argsort(-probs, axis=1, kind="stable")
         # A pattern asks for a kind at each place: the best classes of each kind, not only the
         # best overall (a 0 read as O, Q, D, U first still offers its 0 where a digit is due).
@@ -213,10 +214,6 @@ class StringReader:
             for kind, members in (("digit", self.is_digit), ("letter", ~self.is_digit)):
                 choices[kind] = np.array([row[members[row]][:CANDIDATE_CLASSES] for row in ranked])
         hinted = {balanced_form(w) for w in words} if words else set()
-
-        @lru_cache(maxsize=None)  # per read: a pair of neighbouring spans recurs on every path
-        def overlap(a: int, b: int, end: int) -> float:
-            return _overlap(span_boxes[(a, b)], span_boxes[(b, end)], line_height)
 
         beams: list[list[_Hypothesis]] = [[] for _ in range(len(order) + 1)]
         language = self.language
@@ -232,14 +229,11 @@ class StringReader:
                 position = len(hyp.steps)
                 if kinds is not None and position >= len(kinds):
                     continue
-                previous = hyp.steps[-1] if hyp.steps else None
                 for end in range(start + 1, min(start + MAX_PARTS, len(order)) + 1):
                     n = span_index.get((start, end))
                     if n is None:
                         continue
-                    base = hyp.score + CHARACTER_BONUS - costs[n]
-                    if previous is not None:
-                        base -= OVERLAP_COST * overlap(previous[0], start, end)
+                    base = hyp.score + CHARACTER_BONUS + WHOLE_WEIGHT * whole[n]
                     options = choices[kinds[position] if kinds else None][n]
                     for c in ((known_class[n],) if n in known_class else options):
                         if not allowed[c] and n not in known_class:
@@ -288,7 +282,7 @@ class StringReader:
             context = in_context[position]
             top = np.argsort(-context, kind="stable")[:min(top_k, int(allowed.sum()))]
             box = span_boxes[(a, b)]
-            status, alike = judge(context, self.classes, images[n], Ink(tiny=costs[n] > 0))
+            status, alike = judge(context, self.classes, images[n], Ink(tiny=tiny[n]))
             characters.append(Character(
                 prediction=self.classes[c], display=shown,
                 top_k=[(self.classes[i], display_label(self.classes[i]), float(context[i]))
@@ -297,6 +291,37 @@ class StringReader:
                 box=tuple(float(v) for v in box), status=status,
                 ambiguous_with=[display_label(self.classes[i]) for i in alike]))
         return Reading(best_text, characters, alternatives)
+
+    def candidates(self, strokes: Sequence) -> Candidates:
+        """The segmentation graph of strokes (no hints), with `order` as indices into `strokes`:
+        what the whole-character model is trained and measured on."""
+        points = parse_strokes(strokes)
+        kept = [i for i, s in enumerate(strokes) if len(s)]
+        boxes = [np.r_[p.min(0), p.max(0)] for p in points]
+        graph = self._candidates(boxes, lambda parts: strokes_to_input([points[i] for i in parts]),
+                                 {}, {})
+        graph.order = [kept[i] for i in graph.order]
+        return graph
+
+    def image_candidates(self, ink: np.ndarray) -> tuple[Candidates, list[tuple[int, int]]]:
+        """The segmentation graph of a line image's ink, and its primitives' column ranges."""
+        runs, boxes, render = _column_runs(ink)
+        return self._candidates(boxes, render, {}, {}, columns=True), runs
+
+    def _candidates(self, boxes: list[np.ndarray], render: Callable[[Sequence[int]], np.ndarray],
+                    fixed: dict[int, int | None], read: dict, columns: bool = False) -> Candidates:
+        order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
+        sorted_boxes = np.array([boxes[i] for i in order])
+        everything = _union(sorted_boxes)
+        line_height = max(float(everything[3] - everything[1]), 1e-9)
+        spans = _candidate_spans(sorted_boxes, line_height)
+        # A confirmed character is a candidate of its own, never part of a larger one.
+        spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
+        if tuple(spans) not in read:
+            images = np.stack([_checked(render, [order[k] for k in range(a, b)]) for a, b in spans])
+            read[tuple(spans)] = images, self.recognizer.logits(images, batch_size=READ_BATCH)
+        images, logits = read[tuple(spans)]
+        return Candidates(order, sorted_boxes, line_height, spans, images, logits, columns)
 
     def _in_context(self, chosen: list[int], probs: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         """Each character's calibrated probabilities as its string leaves them: a class's
@@ -324,6 +349,10 @@ class StringReader:
             weights = row[candidates] * np.exp(LM_WEIGHT * change / self.recognizer.temperature)
             out[position, candidates] = weights / max(weights.sum(), 1e-300) * row[candidates].sum()
         return out
+
+    @property
+    def whole(self) -> WholeCharacter:
+        return self._whole if self._whole is not None else default_whole()
 
     @property
     def language(self) -> LanguageModel:
@@ -427,6 +456,26 @@ def _run_edges(ink: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.diff(np.r_[False, ink.any(0), False]))
 
 
+def _column_runs(ink: np.ndarray) -> tuple[list[tuple[int, int]], list[np.ndarray], Callable]:
+    """An image's primitives: runs of inked columns (characters that touch are one run); their
+    column ranges, boxes, and the render of a span of them."""
+    edges = _run_edges(ink)
+    if len(edges) // 2 > MAX_PRIMITIVES:
+        raise InkError(f"the image has {len(edges) // 2} separate runs of inked columns; at "
+                       f"most {MAX_PRIMITIVES} can be read as one line: send fewer characters, "
+                       "or an image with less noise")
+    runs = list(zip(edges[::2], edges[1::2]))
+    boxes = []
+    for x0, x1 in runs:
+        inked = np.flatnonzero(ink[:, x0:x1].any(1))
+        boxes.append(np.array([x0, inked[0], x1, inked[-1] + 1], dtype=float))
+
+    def render(parts: Sequence[int]) -> np.ndarray:
+        return normalize(ink[:, runs[parts[0]][0]:runs[parts[-1]][1]])
+
+    return runs, boxes, render
+
+
 def _checked(render: Callable[[Sequence[int]], np.ndarray], parts: Sequence[int]) -> np.ndarray:
     check_time()  # rendering is most of a read's cost: stop once nobody would get the answer
     return render(parts)
@@ -473,21 +522,13 @@ def _candidate_spans(boxes: np.ndarray, line_height: float) -> list[tuple[int, i
     return spans
 
 
-def _fragment_cost(box: np.ndarray, line_height: float) -> float:
+def _tiny(box: np.ndarray, line_height: float) -> bool:
     """Ink this small is a dot or a fragment, not a character on its own."""
-    return TINY_COST if max(box[2] - box[0], box[3] - box[1]) < TINY_SIZE * line_height else 0.0
+    return max(box[2] - box[0], box[3] - box[1]) < TINY_SIZE * line_height
 
 
 def _union(boxes: np.ndarray) -> np.ndarray:
     return np.r_[boxes[:, :2].min(0), boxes[:, 2:].max(0)]
-
-
-def _overlap(left: np.ndarray, right: np.ndarray, line_height: float) -> float:
-    """How much two characters' x-extents overlap, as a share of the narrower one: pieces of
-    one character overlap, neighbouring characters rarely do."""
-    shared = min(left[2], right[2]) - max(left[0], right[0])
-    narrower = max(min(left[2] - left[0], right[2] - right[0]), 0.1 * line_height)
-    return max(float(shared), 0.0) / narrower
 
 
 def edit_distance(a: str, b: str) -> int:

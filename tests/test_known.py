@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from emnist_draw.preprocess import strokes_to_input
 from emnist_draw.unipen import compose, load_samples
 
 from app_helpers import live_server
@@ -63,19 +64,21 @@ def test_a_merged_letter_may_be_confirmed_in_either_case(reader, recognizer):
 
 
 def test_split_and_join_keep_the_grouping_and_read_the_class(reader, recognizer):
-    """The issue's 1 and 2 read as one "Q" split into two, a 4 read as "L1" joined, by real
-    writers' ink: known entries without a label."""
+    """The issue's 1 and 2 read as one "Q" split into two, an H read as two characters joined,
+    by real writers' ink: known entries without a label. (Such splits are rare since the learned
+    whole-character score: 4 of the measure writers' 63 two-stroke Hs, and none of 164 4s.)"""
     one, two = written(recognizer, "12")
-    strokes, owners = compose([one, two], gap=-0.15)  # written close, overlapping a little
+    strokes, owners = compose([one, two], gap=-0.25)  # written close, overlapping
     assert reader.read_strokes(strokes).text == "Q"
     split = reader.read_strokes(strokes, known=[(owners[0], None), (owners[1], None)])
     assert split.text == "12" and [c.parts for c in split.characters] == owners
     a, c = written(recognizer, "AC")
-    four = next(s for s in load_samples("measure", "OK") if s.char == "4" and len(s.strokes) == 2
-                and len(reader.read_strokes(compose([a, s, c])[0]).characters) > 3)
-    strokes, owners = compose([a, four, c])
+    split_h = next(s for s in load_samples("measure", "OK") if s.char == "H" and len(s.strokes) >= 2
+                   and recognizer.top_k(strokes_to_input(s.strokes)[None], 1)[0][0][0] == "H"
+                   and len(reader.read_strokes(compose([a, s, c])[0]).characters) > 3)
+    strokes, owners = compose([a, split_h, c])
     joined = reader.read_strokes(strokes, known=[(owners[1], None)])
-    assert joined.text == "A4C" and [c.parts for c in joined.characters] == owners
+    assert joined.text == "AHC" and [c.parts for c in joined.characters] == owners
 
 
 # ---------------------------------------------------------------- the API
@@ -101,7 +104,7 @@ def test_api_keeps_a_correction_across_reads(client, code):
 
 def test_api_split_is_read_and_not_marked_known(client, recognizer):
     one, two = written(recognizer, "12")
-    strokes, owners = compose([one, two], gap=-0.15)
+    strokes, owners = compose([one, two], gap=-0.25)
     known = [{"strokes": owners[0]}, {"strokes": owners[1], "label": None}]
     body = client.post("/api/read", json={"strokes": strokes, "known": known}).json()
     assert body["text"] == "12" and [c["known"] for c in body["characters"]] == [False, False]

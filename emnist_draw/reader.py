@@ -52,7 +52,9 @@ LM_WEIGHT = 1.0            # x log P(string) of the language model (emnist_draw.
 SPACE_GAP = 0.6            # a gap this wide (x line height, and 2.5x the usual gap) is a space
 CANDIDATE_CLASSES = 4      # classes per candidate considered by the search
 PATTERN_MISFIT = 8.0       # a pattern's reading this much worse than the free one: no fit
-CONTEXT_CLASSES = 6        # classes per character weighed in its string's context (top_k)
+# Classes per character weighed in its string's context (top_k): the ones the search weighed,
+# so that its reading is its first alternative.
+CONTEXT_CLASSES = CANDIDATE_CLASSES
 BEAM = 12
 # With a pattern the beam keeps readings of every length apart (see _pruned); all lengths
 # together keep at most this many, so a long pattern over many primitives stays linear.

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from emnist_draw.preprocess import strokes_to_input
+from emnist_draw.composed import composed_strings
 from emnist_draw.data import BALANCED_CLASSES
 from emnist_draw.reader import WORD_BONUS, balanced_form, edit_distance
 from emnist_draw.server.schemas import MAX_POINTS
@@ -238,15 +239,8 @@ def test_a_made_up_word_reads_as_written(reader, recognizer):
 def test_each_character_s_first_alternative_is_its_reading(reader):
     """top_k is in the string's context: the prediction is its own first alternative, with
     the probabilities of the string's context (a 0 among digits is surely a 0)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "read_strings", Path(__file__).parents[1] / "bench" / "read_strings.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     characters = 0
-    for _, _, _, strokes in bench.composed_strings(30, "measure", seed=5):
+    for _, _, _, strokes in composed_strings(30, "measure", seed=5):
         for c in reader.read_strokes(strokes, top_k=3).characters:
             characters += 1
             assert c.top_k[0][0] == c.prediction

@@ -52,6 +52,7 @@ TRAIN_INK := emnist-draw data unipen --out runs/unipen
 INK3 := --extra $(INK) --extra $(INK) --extra $(INK)
 TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-ink --epochs 4 --lr 1e-3 --precision auto $(INK3)
 TRAIN_3 := emnist-draw train --preset medium --init runs/medium-ink/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision auto $(INK3)
+# Last, the string reader's whole-character model, which reads the new CNN's outputs.
 train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_1)
 	$(BIN)/$(TRAIN_INK)
@@ -61,7 +62,6 @@ train: $(BIN)/.dev
 		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
 	$(BIN)/emnist-draw export runs/medium-finetune/last.pt --out emnist_draw/models/emnist-balanced-medium-int8.onnx \
 		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
-	# The string reader's whole-character model reads the CNN's outputs: trained after it.
 	$(BIN)/python -m emnist_draw.train_segmentation
 
 # Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.

@@ -66,7 +66,7 @@ def test_a_merged_letter_may_be_confirmed_in_either_case(reader, recognizer):
 def test_split_and_join_keep_the_grouping_and_read_the_class(reader, recognizer):
     """The issue's 1 and 2 read as one "Q" split into two, an H read as two characters joined,
     by real writers' ink: known entries without a label. (Such splits are rare since the learned
-    whole-character score: 4 of the measure writers' 63 two-stroke Hs, and none of 164 4s.)"""
+    whole-character score: 4 of the measure writers' 63 multi-stroke Hs, and none of 164 4s.)"""
     one, two = written(recognizer, "12")
     strokes, owners = compose([one, two], gap=-0.25)  # written close, overlapping
     assert reader.read_strokes(strokes).text == "Q"

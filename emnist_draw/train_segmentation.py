@@ -28,7 +28,7 @@ from emnist_draw.composed import composed_strings, line_image
 from emnist_draw.preprocess import image_to_ink
 from emnist_draw.reader import StringReader
 from emnist_draw.recognizer import Recognizer
-from emnist_draw.segmentation import FEATURES, MODEL_FILE, features
+from emnist_draw.segmentation import FEATURES, MODEL_FILE, WholeCharacter, features
 from emnist_draw.unipen import DEFAULT_WORDS_FILE, writer_part
 
 # Composed strings are spaced in these capital heights, each as likely: pieces of touching and
@@ -170,20 +170,18 @@ def main() -> None:
           f"({int(y.sum())} whole) to train on; {len(check)} strings and {len(pictures_check)} "
           f"pictures, {len(y_check)} candidates held out", flush=True)
     weights, info = fit(x, y, x_check, y_check)
-    from emnist_draw.segmentation import WholeCharacter
-
-    Path(args.out).write_text(json.dumps({
-        "features": list(FEATURES), **weights,
-        "trained": str(date.today()), "cnn": reader.recognizer.name,
-        "strings": {"real": len(real), "composed": args.composed, "pictures": args.pictures},
-        **info}) + "\n")
-    model = WholeCharacter(args.out)
-    report = {"train": _figures(model.log_odds(x), y),
-              "held_out": _figures(model.log_odds(x_check), y_check)}
-    data = json.loads(Path(args.out).read_text())
-    Path(args.out).write_text(json.dumps({**data, **report}) + "\n")
-    print(json.dumps({**info, **report}, indent=1))
-
+    data = {"features": list(FEATURES), **weights, "trained": str(date.today()),
+            "cnn": reader.recognizer.name,
+            "strings": {"real": len(real), "composed": args.composed, "pictures": args.pictures},
+            **info}
+    out = Path(args.out)
+    out.write_text(json.dumps(data) + "\n")
+    model = WholeCharacter(out)  # its figures as the reader will load and run it
+    data.update(train=_figures(model.log_odds(x), y),
+                held_out=_figures(model.log_odds(x_check), y_check))
+    out.write_text(json.dumps(data) + "\n")
+    print(json.dumps({k: data[k] for k in ("held_out_log_loss", "epochs", "train", "held_out")},
+                     indent=1))
 
 if __name__ == "__main__":
     main()

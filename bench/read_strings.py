@@ -210,7 +210,8 @@ def fit(reader: StringReader, strings: list[tuple], words: list, rounds: int = 1
 
 def speed(readers: dict, samples, repeats: int = 30) -> dict:
     """Median ms per read by string length (one thread) for each reader, beside one
-    character's, in turns on the same strings."""
+    character's, in turns on the same strings: a cold read, and (for a reader that keeps recent
+    candidates) a read after one more stroke, as the page reads while one writes."""
     reader = next(iter(readers.values()))
     by_length = defaultdict(list)
     for s in samples:
@@ -232,9 +233,17 @@ def speed(readers: dict, samples, repeats: int = 30) -> dict:
         times = defaultdict(list)
         for s in picks:
             for name, each in readers.items():
+                if hasattr(each, "recent"):  # a cold read: nothing kept from earlier reads
+                    each.recent.items.clear()
                 start = time.perf_counter()
                 each.read_strokes(s.strokes)
                 times[name].append(1000 * (time.perf_counter() - start))
+                if hasattr(each, "recent"):  # as the page reads: after one more stroke
+                    each.recent.items.clear()
+                    each.read_strokes(s.strokes[:-1])
+                    start = time.perf_counter()
+                    each.read_strokes(s.strokes)
+                    times[f"{name}, one more stroke"].append(1000 * (time.perf_counter() - start))
         out[length] = {"strings": len(picks),
                        "strokes_p50": statistics.median(len(s.strokes) for s in picks),
                        **{f"p50_ms {name}": round(statistics.median(t), 2)

@@ -22,6 +22,9 @@ t's bar, tight spacing, a tall capital next to a small letter), so it proposes s
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -66,6 +69,9 @@ MAX_PRIMITIVES = 100
 # Candidates go through the model this many at a time: ONNX Runtime keeps the memory of the
 # largest batch it ran, and ~400 at once left a worker at 60 MB more for good.
 READ_BATCH = 32
+# Candidates whose render and logits are kept between reads (each ~1 KB): enough for the strings
+# a few writers are writing at once on one worker.
+RECENT = 4096
 # For the case of merged letters: unmerged classes whose height is the capitals' (B, d, h ...)
 # or the lowercase x-height (a, e, n, r), and the merged letters whose case shows in height.
 TALL_UNMERGED = set("ABDEFGHNQRTbdfht")
@@ -90,6 +96,29 @@ class Reading:
     text: str
     characters: list[Character]
     alternatives: list[tuple[str, float]] = field(default_factory=list)  # (text, log score)
+
+
+class _Recent:
+    """The renders and logits of the last RECENT candidates, by their strokes' content: the page
+    sends every stroke again after each new one, and most candidates are the last read's."""
+
+    def __init__(self, size: int = 0):
+        self.size = size or RECENT
+        self.items: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.lock = threading.Lock()  # reads run in worker threads
+
+    def get(self, key: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key: bytes, value: tuple[np.ndarray, np.ndarray]) -> None:
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
 
 
 @dataclass
@@ -126,6 +155,7 @@ class StringReader:
         self._whole = whole
         self.classes = recognizer.classes
         self.is_digit = np.array([c.isdigit() for c in self.classes])
+        self.recent = _Recent()
 
     def read_strokes(self, strokes: Sequence, charset: str = "all", top_k: int = 3,
                      pattern: str | None = None, words: Sequence[str] | None = None,
@@ -141,7 +171,15 @@ class StringReader:
         def render(parts: Sequence[int]) -> np.ndarray:
             return strokes_to_input([points[i] for p in parts for i in groups[p]])
 
-        reading = self._read(boxes, render, charset, top_k, pattern, words, n_best, fixed)
+        def key(parts: Sequence[int]) -> bytes:  # what the render depends on: the points
+            digest = hashlib.blake2b(digest_size=16)
+            for i in (i for p in parts for i in groups[p]):
+                digest.update(len(points[i]).to_bytes(4, "little"))
+                digest.update(points[i].tobytes())
+            return digest.digest()
+
+        reading = self._read(boxes, render, charset, top_k, pattern, words, n_best, fixed,
+                             key=key)
         for character in reading.characters:
             character.parts = sorted(kept[i] for p in character.parts for i in groups[p])
         return reading
@@ -165,10 +203,12 @@ class StringReader:
     def _read(self, boxes: list[np.ndarray], render: Callable[[Sequence[int]], np.ndarray],
               charset: str, top_k: int, pattern: str | None, words: Sequence[str] | None,
               n_best: int, fixed: dict[int, int | None] | None = None,
-              read: dict | None = None, columns: bool = False) -> Reading:
+              read: dict | None = None, columns: bool = False,
+              key: Callable[[Sequence[int]], bytes] | None = None) -> Reading:
         """`fixed`: primitives the writer confirmed -> their class, or None where only the
         grouping is confirmed (see emnist_draw.known); `columns`: the primitives are an image's
-        column runs, not strokes."""
+        column runs, not strokes; `key`: what a candidate's render depends on, to reuse the
+        renders of earlier reads (strokes only)."""
         if len(boxes) > MAX_PRIMITIVES:
             raise InkError(f"{len(boxes)} strokes: at most {MAX_PRIMITIVES} can be read at once")
         allowed = self.recognizer.allowed(charset)
@@ -180,10 +220,10 @@ class StringReader:
         # Read without the pattern too: a pattern far shorter (or longer) than what the ink
         # reads as would otherwise be met by merging characters ("LLL" on YELLOW: "HHW").
         read = {} if read is None else read  # candidates -> (images, logits), read once
-        free = (self._read(boxes, render, charset, 1, None, words, 1, fixed, read, columns)
+        free = (self._read(boxes, render, charset, 1, None, words, 1, fixed, read, columns, key)
                 if kinds else None)
         fixed = fixed or {}
-        graph = self._candidates(boxes, render, fixed, read, columns)
+        graph = self._candidates(boxes, render, fixed, read, columns, key)
         order, sorted_boxes, line_height = graph.order, graph.boxes, graph.line_height
         spans, images, logits = graph.spans, graph.images, graph.logits.copy()
         known_class = {n: fixed[order[a]] for n, (a, b) in enumerate(spans)
@@ -311,7 +351,8 @@ class StringReader:
         return self._candidates(boxes, render, {}, {}, columns=True), runs
 
     def _candidates(self, boxes: list[np.ndarray], render: Callable[[Sequence[int]], np.ndarray],
-                    fixed: dict[int, int | None], read: dict, columns: bool = False) -> Candidates:
+                    fixed: dict[int, int | None], read: dict, columns: bool = False,
+                    key: Callable[[Sequence[int]], bytes] | None = None) -> Candidates:
         order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
         sorted_boxes = np.array([boxes[i] for i in order])
         everything = _union(sorted_boxes)
@@ -320,8 +361,18 @@ class StringReader:
         # A confirmed character is a candidate of its own, never part of a larger one.
         spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
         if tuple(spans) not in read:
-            images = np.stack([_checked(render, [order[k] for k in range(a, b)]) for a, b in spans])
-            read[tuple(spans)] = images, self.recognizer.logits(images, batch_size=READ_BATCH)
+            parts = [[order[k] for k in range(a, b)] for a, b in spans]
+            keys = [key(p) for p in parts] if key else [None] * len(parts)
+            found = [self.recent.get(k) if k else None for k in keys]
+            missing = [n for n, f in enumerate(found) if f is None]
+            if missing:
+                images = np.stack([_checked(render, parts[n]) for n in missing])
+                logits = self.recognizer.logits(images, batch_size=READ_BATCH)
+                for n, image, row in zip(missing, images, logits):
+                    found[n] = image.copy(), row.copy()  # not views that keep the batch alive
+                    if keys[n]:
+                        self.recent.put(keys[n], found[n])
+            read[tuple(spans)] = np.stack([f[0] for f in found]), np.stack([f[1] for f in found])
         images, logits = read[tuple(spans)]
         return Candidates(order, sorted_boxes, line_height, spans, images, logits, columns)
 

@@ -22,6 +22,7 @@ from emnist_draw.preprocess import parse_strokes
 from emnist_draw.reader import MAX_PARTS, MAX_PRIMITIVES, PATTERN_BEAM, READ_BATCH, StringReader
 from emnist_draw.server.predictor import SEVERAL_MAX_PARTS, Predictor
 from emnist_draw.status import strokes_ink
+from emnist_draw.unipen import load_written
 
 from app_helpers import clearly_read_unipen, live_server
 
@@ -54,6 +55,8 @@ class Counting:
 
     def __init__(self, monkeypatch, reader: StringReader):
         self.rendered, self.widest_beam, self.batches = 0, 0, []
+        # Nothing reused from earlier reads (the reader keeps recent candidates' renders).
+        monkeypatch.setattr(reader, "recent", reader_module._Recent())
         checked, pruned = reader_module._checked, reader_module._pruned
         logits = reader.recognizer.logits
 
@@ -327,3 +330,27 @@ def test_a_tap_sent_without_a_canvas_is_not_a_character(server):
         for tap in ([[[50, 50]]], [[[50, 50], [52, 51], [53, 52]]]):
             r = client.post("/api/predict", json={"strokes": tap})
             assert r.json()["status"] == "not_a_character", (tap, r.text)
+
+
+def test_recent_candidates_are_not_rendered_again_and_their_memory_is_bounded(reader, monkeypatch):
+    """The page sends every stroke again after each new one: a read after one more stroke
+    renders only the candidates that stroke is in, the answer the same as a cold read's; the
+    kept renders are at most RECENT, the oldest dropped first."""
+    strokes = [s for s in load_written("measure") if s.printed and len(s.strokes) >= 8][0].strokes
+    cold = Counting(monkeypatch, reader)
+    first = reader.read_strokes(strokes)
+    assert cold.rendered > 8
+    warm = Counting(monkeypatch, reader)
+    reader.read_strokes(strokes[:-1])
+    before = warm.rendered
+    again = reader.read_strokes(strokes)
+    # Only runs of at most MAX_PARTS primitives that hold the last stroke are new.
+    assert 0 < warm.rendered - before <= MAX_PARTS * (MAX_PARTS + 1) // 2
+    assert again.text == first.text
+    assert [c.top_k for c in again.characters] == [c.top_k for c in first.characters]
+    small = reader_module._Recent(size=5)
+    monkeypatch.setattr(reader, "recent", small)
+    reader.read_strokes(strokes)
+    assert len(small.items) == 5
+    # Each kept render is its own small array, not a view that holds its read's whole batch.
+    assert all(image.base is None and row.base is None for image, row in small.items.values())

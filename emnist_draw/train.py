@@ -291,5 +291,9 @@ def train(cfg: TrainConfig) -> dict:
                   "history": history, "val": report}
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
     if world > 1:
+        # The others wait for rank 0's last evaluation: a process that tears its group down while
+        # a peer is still busy was seen to abort in gloo ("terminate called without an active
+        # exception", once in a CI run).
+        dist.barrier()
         dist.destroy_process_group()
     return result

@@ -134,6 +134,10 @@ class Candidates:
     logits: np.ndarray     # the CNN's logits for each
     columns: bool = False  # the primitives are an image's column runs, not strokes
 
+    def features(self) -> np.ndarray:
+        """Each candidate's inputs to the whole-character model (emnist_draw.segmentation)."""
+        return features(self.boxes, self.spans, self.line_height, self.logits, self.columns)
+
 
 @dataclass(order=True)
 class _Hypothesis:
@@ -162,22 +166,7 @@ class StringReader:
                      n_best: int = 5, known: Sequence[Known] = ()) -> Reading:
         """Strokes in writing order ([x, y] points, y down, any units). `known`: characters the
         writer confirmed, (stroke indices, label): each is kept as exactly that (emnist_draw.known)."""
-        points = parse_strokes(strokes)
-        kept = [i for i, s in enumerate(strokes) if len(s)]  # parse_strokes drops empty ones
-        groups, fixed = known_primitives(kept, known, self.classes)
-        boxes = [np.r_[np.min([points[i].min(0) for i in g], 0), np.max([points[i].max(0) for i in g], 0)]
-                 for g in groups]
-
-        def render(parts: Sequence[int]) -> np.ndarray:
-            return strokes_to_input([points[i] for p in parts for i in groups[p]])
-
-        def key(parts: Sequence[int]) -> bytes:  # what the render depends on: the points
-            digest = hashlib.blake2b(digest_size=16)
-            for i in (i for p in parts for i in groups[p]):
-                digest.update(len(points[i]).to_bytes(4, "little"))
-                digest.update(points[i].tobytes())
-            return digest.digest()
-
+        kept, groups, fixed, boxes, render, key = self._stroke_primitives(strokes, known)
         reading = self._read(boxes, render, charset, top_k, pattern, words, n_best, fixed,
                              key=key)
         for character in reading.characters:
@@ -240,13 +229,9 @@ class StringReader:
         span_boxes = {span: _union(sorted_boxes[span[0]:span[1]]) for span in spans}
         tiny = [n not in known_class and _tiny(span_boxes[span], line_height)
                 for n, span in enumerate(spans)]
-        # How likely each candidate is one whole character (emnist_draw.segmentation), from the
-        # model's reading over all classes, whatever the hints; a confirmed one is, and has no
-        # rival grouping.
-        all_classes = np.log(np.maximum(self.recognizer.softmax(graph.logits, calibrated=False),
-                                        1e-12))
-        whole = self.whole.log_odds(features(sorted_boxes, spans, line_height, all_classes,
-                                              columns))
+        # How likely each candidate is one whole character (emnist_draw.segmentation); a
+        # confirmed one is, and has no rival grouping.
+        whole = self.whole.log_odds(graph.features())
         whole[list(known_class)] = 0.0
         ranked = np.argsort(-probs, axis=1, kind="stable")
         # A pattern asks for a kind at each place: the best classes of each kind, not only the
@@ -337,13 +322,32 @@ class StringReader:
     def candidates(self, strokes: Sequence) -> Candidates:
         """The segmentation graph of strokes (no hints), with `order` as indices into `strokes`:
         what the whole-character model is trained and measured on."""
-        points = parse_strokes(strokes)
-        kept = [i for i, s in enumerate(strokes) if len(s)]
-        boxes = [np.r_[p.min(0), p.max(0)] for p in points]
-        graph = self._candidates(boxes, lambda parts: strokes_to_input([points[i] for i in parts]),
-                                 {}, {})
-        graph.order = [kept[i] for i in graph.order]
+        kept, _, _, boxes, render, key = self._stroke_primitives(strokes)
+        graph = self._candidates(boxes, render, {}, {}, key=key)
+        graph.order = [kept[i] for i in graph.order]  # no known characters: one stroke each
         return graph
+
+    def _stroke_primitives(self, strokes: Sequence, known: Sequence[Known] = ()) -> tuple:
+        """The search's primitives of strokes: (kept: the request index of each parsed stroke,
+        groups: the parsed strokes of each primitive, fixed: known primitives' classes, their
+        boxes, the render of a run of primitives, and the key of what that render depends on)."""
+        points = parse_strokes(strokes)
+        kept = [i for i, s in enumerate(strokes) if len(s)]  # parse_strokes drops empty ones
+        groups, fixed = known_primitives(kept, known, self.classes)
+        boxes = [np.r_[np.min([points[i].min(0) for i in g], 0), np.max([points[i].max(0) for i in g], 0)]
+                 for g in groups]
+
+        def render(parts: Sequence[int]) -> np.ndarray:
+            return strokes_to_input([points[i] for p in parts for i in groups[p]])
+
+        def key(parts: Sequence[int]) -> bytes:  # what the render depends on: the points
+            digest = hashlib.blake2b(digest_size=16)
+            for i in (i for p in parts for i in groups[p]):
+                digest.update(len(points[i]).to_bytes(4, "little"))
+                digest.update(points[i].tobytes())
+            return digest.digest()
+
+        return kept, groups, fixed, boxes, render, key
 
     def image_candidates(self, ink: np.ndarray) -> tuple[Candidates, list[tuple[int, int]]]:
         """The segmentation graph of a line image's ink, and its primitives' column ranges."""

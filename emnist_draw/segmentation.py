@@ -35,13 +35,16 @@ FEATURES = ("parts", "width", "height", "log_aspect", "top", "bottom", "gap_insi
 
 
 def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: float,
-             log_probs: np.ndarray, columns: bool = False) -> np.ndarray:
+             logits: np.ndarray, columns: bool = False) -> np.ndarray:
     """One row of FEATURES per candidate span [a, b) over the x-sorted primitive `boxes`
-    (x0, y0, x1, y1), lengths in line heights; `log_probs`: the CNN's (uncalibrated) log
-    probabilities of each candidate, all 47 classes; `columns`: the primitives are an image's
-    column runs (which never overlap), not pen strokes."""
+    (x0, y0, x1, y1), lengths in line heights; `logits`: the CNN's for each candidate, all 47
+    classes, whatever a read's hints (its own uncalibrated probabilities are what it is sure
+    of); `columns`: the primitives are an image's column runs (which never overlap), not pen
+    strokes."""
     n = len(boxes)
     top, bottom = boxes[:, 1].min(), boxes[:, 3].max()
+    exp = np.exp(logits - logits.max(1, keepdims=True))
+    log_probs = np.log(np.maximum(exp / exp.sum(1, keepdims=True), 1e-12))
     ranked = np.sort(log_probs, axis=1)
     entropy = -(np.exp(log_probs) * log_probs).sum(1)
     rows = np.zeros((len(spans), len(FEATURES)))

@@ -28,7 +28,7 @@ from emnist_draw.composed import composed_strings, line_image
 from emnist_draw.preprocess import image_to_ink
 from emnist_draw.reader import StringReader
 from emnist_draw.recognizer import Recognizer
-from emnist_draw.segmentation import FEATURES, MODEL_FILE, WholeCharacter, features
+from emnist_draw.segmentation import FEATURES, MODEL_FILE, WholeCharacter
 from emnist_draw.unipen import DEFAULT_WORDS_FILE, writer_part
 
 # Composed strings are spaced in these capital heights, each as likely: pieces of touching and
@@ -80,10 +80,7 @@ def examples(reader: StringReader, strings: list[tuple[list, list[list[int]]]],
             characters = {frozenset(o) for o in owners}
             whole = [frozenset(graph.order[k] for k in range(a, b)) in characters
                      for a, b in graph.spans]
-        log_probs = np.log(np.maximum(reader.recognizer.softmax(graph.logits, calibrated=False),
-                                      1e-12))
-        rows.append(features(graph.boxes, graph.spans, graph.line_height, log_probs,
-                             graph.columns))
+        rows.append(graph.features())
         labels += whole
     return np.concatenate(rows), np.array(labels, dtype=np.float32)
 

@@ -10,7 +10,7 @@ import pytest
 
 from emnist_draw.composed import composed_strings
 from emnist_draw.reader import balanced_form
-from emnist_draw.segmentation import FEATURES, MODEL_FILE, WholeCharacter, default, features
+from emnist_draw.segmentation import FEATURES, MODEL_FILE, WholeCharacter, default
 from emnist_draw.train_segmentation import _figures, examples, fit, segmented_words
 
 
@@ -51,9 +51,7 @@ def test_the_strokes_of_a_capital_are_one_character_and_each_alone_is_not(reader
     above_pieces = whole = count = 0
     for _, _, _, strokes, owners in strings:
         graph = reader.candidates(strokes)
-        log_probs = np.log(np.maximum(reader.recognizer.softmax(graph.logits, calibrated=False),
-                                      1e-12))
-        odds = default().log_odds(features(graph.boxes, graph.spans, graph.line_height, log_probs))
+        odds = default().log_odds(graph.features())
         by_parts = {frozenset(graph.order[k] for k in range(a, b)): o
                     for (a, b), o in zip(graph.spans, odds)}
         for strokes_of_one in owners:

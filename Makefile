@@ -52,7 +52,8 @@ TRAIN_INK := emnist-draw data unipen --out runs/unipen
 INK3 := --extra $(INK) --extra $(INK) --extra $(INK)
 TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-ink --epochs 4 --lr 1e-3 --precision auto $(INK3)
 TRAIN_3 := emnist-draw train --preset medium --init runs/medium-ink/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision auto $(INK3)
-# Last, the string reader's whole-character model, which reads the new CNN's outputs.
+# Last, the image reader's cut network, then the string reader's whole-character model, which
+# reads the new CNN's outputs on the cut pieces.
 train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_1)
 	$(BIN)/$(TRAIN_INK)
@@ -62,6 +63,7 @@ train: $(BIN)/.dev
 		--command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
 	$(BIN)/emnist-draw export runs/medium-finetune/last.pt --out emnist_draw/models/emnist-balanced-medium-int8.onnx \
 		--int8 --command "$(TRAIN_1) && $(TRAIN_INK) && $(TRAIN_2) && $(TRAIN_3)"
+	$(BIN)/python -m emnist_draw.train_cuts
 	$(BIN)/python -m emnist_draw.train_segmentation
 
 # Benchmarks (never part of `make test`): each prints its tables and writes build/bench/NAME.json.

@@ -5,6 +5,7 @@
     .venv/bin/python bench/read_strings.py --part measure --limit 1000  # real UNIPEN strings
     .venv/bin/python bench/read_strings.py --part tune --composed 600  # what was tuned on
     .venv/bin/python bench/read_strings.py --speed                  # ms per string by length
+    .venv/bin/python bench/read_strings.py --speed --images         # ms per picture of a line
 
 Exact-string rate and character error rate (edit distance / length), both on the balanced form
 (no spaces; case ignored only for the 15 letters EMNIST-balanced merges), per kind of string,
@@ -39,8 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without install
 
-from emnist_draw.preprocess import strokes_to_input  # noqa: E402
-from emnist_draw.reader import StringReader, balanced_form, edit_distance  # noqa: E402
+from emnist_draw import cuts  # noqa: E402
+from emnist_draw.preprocess import image_to_ink, strokes_to_input  # noqa: E402
+from emnist_draw.reader import StringReader, balanced_form, edit_distance, inked_runs  # noqa: E402
 from emnist_draw.recognizer import Recognizer  # noqa: E402
 from emnist_draw.composed import KINDS, composed_strings, line_image  # noqa: E402
 from emnist_draw.unipen import PARTS, load_samples, load_written  # noqa: E402
@@ -251,6 +253,28 @@ def speed(readers: dict, samples, repeats: int = 30) -> dict:
     return out
 
 
+def image_speed(readers: dict, strings: list[tuple]) -> dict:
+    """Median ms per read of pictures of composed strings (one thread) for each reader in turns,
+    and of the cut network alone (emnist_draw.cuts: band, network, peaks) on the same pictures."""
+    times = defaultdict(list)
+    for _, text, _, strokes in strings:
+        picture = line_image(strokes)
+        for name, each in readers.items():
+            if hasattr(each, "recent"):
+                each.recent.items.clear()
+            start = time.perf_counter()
+            each.read_image(picture)
+            times[name].append(1000 * (time.perf_counter() - start))
+        ink = image_to_ink(picture)
+        runs = inked_runs(ink)
+        start = time.perf_counter()
+        cuts.default().cut(ink, runs)
+        times["the cut network alone"].append(1000 * (time.perf_counter() - start))
+    return {"pictures": len(strings),
+            "characters_p50": statistics.median(len(text) for _, text, _, _ in strings),
+            **{f"p50_ms {name}": round(statistics.median(t), 2) for name, t in times.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=PARTS, default="measure")
@@ -258,7 +282,8 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--all-styles", action="store_true", help="include cursive samples")
     parser.add_argument("--naive", action="store_true", help="also the naive grouping")
-    parser.add_argument("--speed", action="store_true", help="time reads by string length")
+    parser.add_argument("--speed", action="store_true",
+                        help="time reads by string length (with --images: pictures of them)")
     parser.add_argument("--composed", type=int, default=0, metavar="N",
                         help="read N strings composed from the part's writers' characters")
     parser.add_argument("--images", action="store_true",
@@ -289,6 +314,9 @@ def main() -> None:
         result["fit"] = fit(readers["after"], composed_strings(args.composed or 300, "tune", seed=1),
                             words, args.rounds, not args.no_grid)
         print(json.dumps(result["fit"], indent=1))
+    elif args.speed and args.images:
+        result["speed"] = image_speed(readers, composed_strings(args.composed or 120, args.part))
+        print(json.dumps(result, indent=1))
     elif args.composed:
         strings = composed_strings(args.composed, args.part)
         result["composed"] = composed(readers, strings, args.images)

@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     r = sub.add_parser("read", help="read strings (a number, a word, a code) from images of one line")
-    r.add_argument("images", nargs="+", help="image files of one line of characters that do not touch")
+    r.add_argument("images", nargs="+", help="image files of one line of characters each")
     r.add_argument("--model", default=None, help="an .onnx file (default: the shipped model)")
     r.add_argument("--charset", choices=["all", "digits", "letters"], default="all")
     r.add_argument("--pattern", default=None, help="D digit, L letter, ? either; e.g. LLDDD")

@@ -4,7 +4,8 @@ The single-character `Recognizer` reads a candidate; this module decides which i
 candidates. No fixed rule segments real writing (an i's dot written after the next letter, a
 t's bar, tight spacing, a tall capital next to a small letter), so it proposes several:
 
-1. The ink is cut into primitives: pen strokes, or an image's runs of inked columns.
+1. The ink is cut into primitives: pen strokes, or an image's runs of inked columns, cut
+   where the cut network (emnist_draw.cuts) sees two touching characters meet.
 2. Sorted by their horizontal centre, every run of 1..MAX_PARTS neighbouring primitives that has
    no wide empty gap inside is a candidate character (a segmentation graph over the primitives).
 3. All candidates are preprocessed by the one function a single character goes through and
@@ -32,6 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from emnist_draw import cuts
 from emnist_draw.data import MERGED_LETTERS
 from emnist_draw.deadline import check_time
 from emnist_draw.known import Known, primitives as known_primitives
@@ -176,8 +178,8 @@ class StringReader:
     def read_image(self, image: bytes | Image.Image, charset: str = "all", top_k: int = 3,
                    pattern: str | None = None, words: Sequence[str] | None = None,
                    n_best: int = 5) -> Reading:
-        """An image of one line of characters (either polarity). Characters must not touch:
-        the primitives are runs of columns with ink, so touching ones read as one."""
+        """An image of one line of characters (either polarity). The primitives are runs of
+        columns with ink, cut where touching characters meet (emnist_draw.cuts)."""
         return self.read_ink(image_to_ink(image), charset, top_k, pattern, words, n_best)
 
     def read_ink(self, ink: np.ndarray, charset: str = "all", top_k: int = 3,
@@ -505,23 +507,26 @@ def _case(i: int, labels: list[str], heights: np.ndarray, lower: bool,
 
 
 def column_runs(ink: np.ndarray) -> int:
-    """How many runs of inked columns an image's ink has: its primitives, as read_ink cuts them."""
-    return len(_run_edges(ink)) // 2
+    """How many runs of inked columns an image's ink has (its primitives before the cuts)."""
+    return len(inked_runs(ink))
 
 
-def _run_edges(ink: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.diff(np.r_[False, ink.any(0), False]))
+def inked_runs(ink: np.ndarray) -> list[tuple[int, int]]:
+    """The runs [x0, x1) of columns that hold ink, left to right."""
+    edges = np.flatnonzero(np.diff(np.r_[False, ink.any(0), False])).tolist()
+    return list(zip(edges[::2], edges[1::2]))
 
 
 def _column_runs(ink: np.ndarray) -> tuple[list[tuple[int, int]], list[np.ndarray], Callable]:
-    """An image's primitives: runs of inked columns (characters that touch are one run); their
-    column ranges, boxes, and the render of a span of them."""
-    edges = _run_edges(ink)
-    if len(edges) // 2 > MAX_PRIMITIVES:
-        raise InkError(f"the image has {len(edges) // 2} separate runs of inked columns; at "
-                       f"most {MAX_PRIMITIVES} can be read as one line: send fewer characters, "
-                       "or an image with less noise")
-    runs = list(zip(edges[::2], edges[1::2]))
+    """An image's primitives: runs of inked columns, cut where characters touch; their column
+    ranges, boxes, and the render of a span of them."""
+    runs = inked_runs(ink)
+    if len(runs) <= MAX_PRIMITIVES:  # else refused below, without running the cut network
+        runs = cuts.default().cut(ink, runs)
+    if len(runs) > MAX_PRIMITIVES:
+        raise InkError(f"the image has {len(runs)} separate parts (runs of inked columns, cut "
+                       f"where characters touch); at most {MAX_PRIMITIVES} can be read as one "
+                       "line: send fewer characters, or an image with less noise")
     boxes = []
     for x0, x1 in runs:
         inked = np.flatnonzero(ink[:, x0:x1].any(1))

@@ -31,7 +31,7 @@ def resolve_model(name_or_path: str | Path | None = None) -> Path:
     shipped = MODELS_DIR / f"{name_or_path}.onnx"
     path = shipped if shipped.is_file() else Path(name_or_path)
     if not path.is_file():
-        names = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+        names = sorted(p.stem for p in MODELS_DIR.glob("emnist-*.onnx"))  # not cuts.onnx
         raise ModelFileError(f"{path}: no such model file; shipped models: {', '.join(names) or 'none'}")
     return path
 

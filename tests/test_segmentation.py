@@ -33,13 +33,15 @@ def test_it_tells_whole_characters_from_pieces_on_unseen_writers(reader, measure
 
 def test_it_tells_whole_characters_in_pictures_of_lines(reader):
     """Pictures of 120 composed strings of the measure writers (the image path: the primitives
-    are runs of inked columns, a candidate whole when it holds 90% of one character's ink and
-    little else). Measured: 780 candidates, 464 whole, AUC 1.0, 99.7% right at even odds."""
+    are runs of inked columns, cut where characters touch; a candidate whole when it holds 90% of
+    one character's ink and little else). Measured: 1,392 candidates, AUC 0.985, 93.8% right at
+    even odds (before the cuts, 780 candidates, none of them pieces of touching characters: AUC
+    1.0)."""
     strings = [(s[3], s[4]) for s in composed_strings(120, "measure", seed=4, with_owners=True)]
     x, y = examples(reader, strings, images=True)
     assert (x[:, FEATURES.index("columns")] == 1).all()
     figures = _figures(default().log_odds(x), y)
-    assert figures["candidates"] > 500 and figures["auc"] > 0.98 and figures["accuracy"] > 0.95
+    assert figures["candidates"] > 1000 and figures["auc"] > 0.97 and figures["accuracy"] > 0.9
 
 
 def test_the_strokes_of_a_capital_are_one_character_and_each_alone_is_not(reader):

@@ -292,8 +292,8 @@ class ReadRequest(BaseModel):
     canvas: Canvas | None = Field(None, description="Size of the area the strokes were drawn in.")
     image: str | None = Field(
         None, max_length=MAX_IMAGE_BYTES * 4 // 3 + 1024,
-        description="An image of one line of characters that do not touch (PNG, JPEG or WebP), "
-                    "as a data URL or plain base64.")
+        description="An image of one line of characters (PNG, JPEG or WebP), as a data URL or "
+                    "plain base64; characters that touch are cut apart where they meet.")
     top_k: int = Field(3, ge=1, le=47, description="How many classes to return per character.")
     charset: Charset = Field("all", description="Restrict every character to digits or letters.")
     pattern: str | None = Field(

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/read_strings.py --composed 600           # composed strings, by kind
     .venv/bin/python bench/read_strings.py --composed 600 --images  # ... and pictures of them
+    .venv/bin/python bench/read_strings.py --composed 600 --images --pen 0.1  # ... a wider pen
     .venv/bin/python bench/read_strings.py --part measure --limit 1000  # real UNIPEN strings
     .venv/bin/python bench/read_strings.py --part tune --composed 600  # what was tuned on
     .venv/bin/python bench/read_strings.py --speed                  # ms per string by length
@@ -106,13 +107,14 @@ def table(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def composed(readers: dict, strings: list[tuple], images: bool = False) -> dict:
+def composed(readers: dict, strings: list[tuple], images: bool = False, pen: float = 0.06) -> dict:
     """Exact and CER per kind (and per spacing) for each reader, no hint; numbers also with the
-    digits set; with `images`, each string also read from a picture of it (line_image)."""
+    digits set; with `images`, each string also read from a picture of it (line_image, its pen
+    `pen` capital heights wide)."""
     rows = defaultdict(list)
     for kind, text, spacing, strokes in strings:
         truth = balanced_form(text)
-        picture = line_image(strokes) if images else None
+        picture = line_image(strokes, pen=pen) if images else None
         for name, reader in readers.items():
             runs = {name: reader.read_strokes(strokes).text}
             if picture is not None:
@@ -288,6 +290,8 @@ def main() -> None:
                         help="read N strings composed from the part's writers' characters")
     parser.add_argument("--images", action="store_true",
                         help="--composed: also read each string from a picture of it")
+    parser.add_argument("--pen", type=float, default=0.06,
+                        help="--images: the pictures' pen width in capital heights")
     parser.add_argument("--before", default=BEFORE,
                         help="git revision of the reader to compare with ('' for none)")
     parser.add_argument("--fit", action="store_true",
@@ -319,7 +323,8 @@ def main() -> None:
         print(json.dumps(result, indent=1))
     elif args.composed:
         strings = composed_strings(args.composed, args.part)
-        result["composed"] = composed(readers, strings, args.images)
+        result["composed"] = composed(readers, strings, args.images, args.pen)
+        result["pen"] = args.pen if args.images else None
         print(table(result["composed"]))
     else:
         samples = [s for s in load_written(args.part) if args.all_styles or s.printed]

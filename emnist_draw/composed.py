@@ -104,13 +104,13 @@ def composed_strings(count: int, part: str = "measure", seed: int = 0,
 
 
 def line_image(strokes: list, cap_height: float = 100.0,
-               only: Sequence[int] | None = None) -> Image.Image:
+               only: Sequence[int] | None = None, pen: float = 0.06) -> Image.Image:
     """The strokes drawn black on white, as a scan or a photo of the line would show them: a pen
-    6% of the capitals' height, a margin of half of it. `only`: draw just these strokes, in the
-    frame of all of them (one character's ink where it lies in the line's picture)."""
+    `pen` of the capitals' height wide, a margin of half of it. `only`: draw just these strokes,
+    in the frame of all of them (one character's ink where it lies in the line's picture)."""
     points = np.concatenate([np.asarray(s, float) for s in strokes])
     low, high = points.min(0), points.max(0)
-    pen, margin = 0.06 * cap_height, 0.5 * cap_height
+    pen, margin = pen * cap_height, 0.5 * cap_height
     width, height = (high - low + 2 * margin).astype(int) + 1
     image = Image.new("L", (int(width), int(height)), 255)
     draw = ImageDraw.Draw(image)

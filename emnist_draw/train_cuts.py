@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from emnist_draw.composed import composed_strings, line_image
-from emnist_draw.cuts import MODEL_FILE, ROWS, Cuts, band
+from emnist_draw.cuts import MODEL_FILE, ROWS, THRESHOLD, Cuts, band
 from emnist_draw.preprocess import image_to_ink
 from emnist_draw.reader import inked_runs
 from emnist_draw.train_segmentation import TRAINING_SPACINGS
@@ -30,6 +30,7 @@ from emnist_draw.train_segmentation import TRAINING_SPACINGS
 CROP = 160    # band columns per training example (about 5 line heights)
 NEAR = 1      # band columns each side of the best cut that count as the cut
 FOUND = 2     # a cut this many band columns from a join finds it (held-out figures)
+PENS = (0.04, 0.1)  # pen widths (x the capitals' height) of the pictures, each as likely
 
 
 def best_cuts(masks: list[np.ndarray]) -> list[int]:
@@ -47,14 +48,16 @@ def best_cuts(masks: list[np.ndarray]) -> list[int]:
     return cuts
 
 
-def examples(count: int, seed: int, part: str = "tune") -> list[tuple]:
+def examples(count: int, seed: int, part: str = "tune",
+             pens: tuple[float, float] = PENS) -> list[tuple]:
     """(ink, band, labels per band column, the best cuts in ink columns) of `count` pictures of
-    the part's writers (training: "tune" only)."""
+    the part's writers (training: "tune" only), their pens drawn from the range `pens`."""
     out = []
-    for _, _, _, strokes, owners in composed_strings(count, part, seed=seed, with_owners=True,
-                                                     spacings=TRAINING_SPACINGS):
-        ink = image_to_ink(line_image(strokes))
-        cuts = best_cuts([np.asarray(line_image(strokes, only=o)) < 128 for o in owners])
+    pens = np.random.default_rng(seed).uniform(*pens, size=count)
+    for (_, _, _, strokes, owners), pen in zip(composed_strings(
+            count, part, seed=seed, with_owners=True, spacings=TRAINING_SPACINGS), pens):
+        ink = image_to_ink(line_image(strokes, pen=pen))
+        cuts = best_cuts([np.asarray(line_image(strokes, only=o, pen=pen)) < 128 for o in owners])
         small, factor = band(ink)
         labels = np.zeros(small.shape[1], np.float32)
         for cut in cuts:
@@ -160,8 +163,8 @@ def figures(cuts: Cuts, check: list[tuple]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pictures", type=int, default=8000, help="composed pictures to train on")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--pictures", type=int, default=10000, help="composed pictures to train on")
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--out", default=str(MODEL_FILE))
     args = parser.parse_args()
     train, check = examples(args.pictures, 20), examples(args.pictures // 10, 21)
@@ -170,7 +173,7 @@ def main() -> None:
     out = Path(args.out)
     export(net, out)
     data = {"trained": str(date.today()), "pictures": args.pictures, **info,
-            "held_out": figures(Cuts(out), check)}
+            "threshold": THRESHOLD, "held_out": figures(Cuts(out), check)}
     out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     print(json.dumps(data, indent=1))
 

@@ -14,32 +14,27 @@ from emnist_draw.train_cuts import examples, export, figures, fit
 pytest.importorskip("torch")  # the training test; the others need only ONNX Runtime
 
 
-@pytest.fixture(scope="module")
-def measure_pictures():
+@pytest.mark.parametrize("pen", [0.06, 0.1])
+def test_it_finds_where_touching_characters_meet_on_unseen_writers(pen):
     """Pictures of 200 strings composed from the measure writers' characters, spaced from
-    overlapping to wide, with each join's best cut."""
-    return examples(200, seed=7, part="measure")
-
-
-def test_it_finds_where_touching_characters_meet_on_unseen_writers(measure_pictures):
-    """Of the joins inside a run of inked columns (characters that touch or overlap, where the
-    runs alone never cut), the share with a cut near the best one, and cuts near no join.
-    Measured: see emnist_draw/models/cuts.json's held-out figures (tune writers of another
-    seed); a profile of the columns' ink found 7-29% of touching strings' joins."""
-    found = figures(cuts.default(), measure_pictures)
+    overlapping to wide, drawn with the bench's pen (6% of the capitals' height) and a wider one.
+    Of the joins inside a run of inked columns (characters that touch or overlap, which the runs
+    alone never cut): the share with a cut near the best one, and the cuts near no join.
+    Measured: 93.8% and 0.11 a character; 91.6% and 0.16 at the wider pen. A profile of the
+    columns' ink found the joins of 7-29% of touching strings."""
+    found = figures(cuts.default(), examples(200, seed=7, part="measure", pens=(pen, pen)))
     assert found["joins_in_runs"] > 300
-    assert found["joins_found"] > 0.8
-    assert found["extra_cuts_per_character"] < 0.2
+    assert found["joins_found"] > 0.88
+    assert found["extra_cuts_per_character"] < 0.3
 
 
 def test_touching_strings_read_from_pictures(reader):
     """Tightly written strings of the measure writers, as pictures: their characters touch, so
-    uncut they read 0% (every run of inked columns was one primitive). Measured: see
-    docs/strings.md."""
+    uncut they read 0% (every run of inked columns was one primitive). Measured: 46 of 88."""
     strings = [s for s in composed_strings(300, "measure", seed=8) if s[2] == "tight"]
     exact = [balanced_form(reader.read_image(line_image(strokes)).text) == balanced_form(text)
              for _, text, _, strokes in strings]
-    assert len(exact) > 60 and np.mean(exact) >= 0.3
+    assert len(exact) > 60 and np.mean(exact) >= 0.4
 
 
 def test_spaced_strings_are_not_cut_into_more_than_a_character_holds(reader):

@@ -11,10 +11,10 @@ import sys
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from emnist_draw.preprocess import strokes_to_input
-from emnist_draw.composed import composed_strings
+from emnist_draw.composed import composed_strings, line_image
 from emnist_draw.data import BALANCED_CLASSES
 from emnist_draw.reader import WORD_BONUS, balanced_form, edit_distance
 from emnist_draw.server.schemas import MAX_POINTS
@@ -113,6 +113,25 @@ def test_a_line_image_reads_like_its_strokes(reader, recognizer):
     assert reading.text == "7351"
     boxes = [c.box for c in reading.characters]
     assert all(a[2] <= b[0] for a, b in zip(boxes, boxes[1:]))  # left to right, in pixels
+
+
+def test_a_noisy_photo_of_a_line_reads_nearly_as_the_clean_picture(reader):
+    """Pictures of 60 strings of the measure writers as a phone shows them: grey paper, blur,
+    sensor noise of 6 grey levels, JPEG. Without the noise floor (preprocess.NOISE_SIGMAS) the
+    noise inked every column, the line was one run, and none read (0 of 60); with it, 38 of 60,
+    against 42 of the clean pictures."""
+    rng = np.random.default_rng(0)
+    clean = photo = 0
+    for _, text, _, strokes in composed_strings(60, "measure", seed=12):
+        picture = line_image(strokes)
+        blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(1.2)), np.float32)
+        noisy = np.clip(0.8 * blurred + 30 + rng.normal(0, 6, blurred.shape), 0, 255)
+        jpeg = io.BytesIO()
+        Image.fromarray(noisy.astype(np.uint8)).save(jpeg, "JPEG", quality=60)
+        truth = balanced_form(text)
+        clean += balanced_form(reader.read_image(picture).text) == truth
+        photo += balanced_form(reader.read_image(jpeg.getvalue()).text) == truth
+    assert photo >= 0.75 * clean and photo >= 25
 
 
 def test_real_numbers_of_unseen_writers(reader):

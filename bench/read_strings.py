@@ -3,6 +3,7 @@
     .venv/bin/python bench/read_strings.py --composed 600           # composed strings, by kind
     .venv/bin/python bench/read_strings.py --composed 600 --images  # ... and pictures of them
     .venv/bin/python bench/read_strings.py --composed 600 --images --pen 0.1  # ... a wider pen
+    .venv/bin/python bench/read_strings.py --composed 600 --images --photo    # ... as photos
     .venv/bin/python bench/read_strings.py --part measure --limit 1000  # real UNIPEN strings
     .venv/bin/python bench/read_strings.py --part tune --composed 600  # what was tuned on
     .venv/bin/python bench/read_strings.py --speed                  # ms per string by length
@@ -45,7 +46,7 @@ from emnist_draw import cuts  # noqa: E402
 from emnist_draw.preprocess import image_to_ink, strokes_to_input  # noqa: E402
 from emnist_draw.reader import StringReader, balanced_form, edit_distance, inked_runs  # noqa: E402
 from emnist_draw.recognizer import Recognizer  # noqa: E402
-from emnist_draw.composed import KINDS, composed_strings, line_image  # noqa: E402
+from emnist_draw.composed import KINDS, composed_strings, line_image, photographed  # noqa: E402
 from emnist_draw.unipen import PARTS, load_samples, load_written  # noqa: E402
 
 # Today's reader, before the language model: the "before" column of every figure.
@@ -107,14 +108,18 @@ def table(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def composed(readers: dict, strings: list[tuple], images: bool = False, pen: float = 0.06) -> dict:
+def composed(readers: dict, strings: list[tuple], images: bool = False, pen: float = 0.06,
+             photo: bool = False) -> dict:
     """Exact and CER per kind (and per spacing) for each reader, no hint; numbers also with the
     digits set; with `images`, each string also read from a picture of it (line_image, its pen
-    `pen` capital heights wide)."""
+    `pen` capital heights wide; with `photo`, as a phone photo shows it: composed.photographed)."""
     rows = defaultdict(list)
+    rng = np.random.default_rng(0)
     for kind, text, spacing, strokes in strings:
         truth = balanced_form(text)
         picture = line_image(strokes, pen=pen) if images else None
+        if picture is not None and photo:
+            picture = photographed(picture, rng)
         for name, reader in readers.items():
             runs = {name: reader.read_strokes(strokes).text}
             if picture is not None:
@@ -292,6 +297,8 @@ def main() -> None:
                         help="--composed: also read each string from a picture of it")
     parser.add_argument("--pen", type=float, default=0.06,
                         help="--images: the pictures' pen width in capital heights")
+    parser.add_argument("--photo", action="store_true",
+                        help="--images: blurred, on grey paper, noisy, JPEG (as a phone shows them)")
     parser.add_argument("--before", default=BEFORE,
                         help="git revision of the reader to compare with ('' for none)")
     parser.add_argument("--fit", action="store_true",
@@ -323,8 +330,8 @@ def main() -> None:
         print(json.dumps(result, indent=1))
     elif args.composed:
         strings = composed_strings(args.composed, args.part)
-        result["composed"] = composed(readers, strings, args.images, args.pen)
-        result["pen"] = args.pen if args.images else None
+        result["composed"] = composed(readers, strings, args.images, args.pen, args.photo)
+        result["pictures"] = {"pen": args.pen, "photo": args.photo} if args.images else None
         print(table(result["composed"]))
     else:
         samples = [s for s in load_written(args.part) if args.all_styles or s.printed]

@@ -10,11 +10,12 @@ known, so each candidate of the reader is known to be one whole character or not
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from emnist_draw.language import load_words
 from emnist_draw.unipen import compose, load_samples
@@ -123,3 +124,14 @@ def line_image(strokes: list, cap_height: float = 100.0,
         for x, y in (xy[0], xy[-1]):
             draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=0)
     return image
+
+
+def photographed(picture: Image.Image, rng: np.random.Generator, blur: float = 1.2,
+                 noise: float = 6.0, quality: int = 60) -> bytes:
+    """A picture as a phone photo shows it: blurred (`blur` pixels), on grey paper at less
+    contrast, with sensor noise (`noise` grey levels), saved as a JPEG of `quality`."""
+    gray = np.asarray(picture.convert("L").filter(ImageFilter.GaussianBlur(blur)), np.float32)
+    gray = np.clip(0.8 * gray + 30 + rng.normal(0, noise, gray.shape), 0, 255)
+    out = io.BytesIO()
+    Image.fromarray(gray.astype(np.uint8)).save(out, "JPEG", quality=quality)
+    return out.getvalue()

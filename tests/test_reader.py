@@ -11,10 +11,10 @@ import sys
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from emnist_draw.preprocess import strokes_to_input
-from emnist_draw.composed import composed_strings, line_image
+from emnist_draw.composed import composed_strings, line_image, photographed
 from emnist_draw.data import BALANCED_CLASSES
 from emnist_draw.reader import WORD_BONUS, balanced_form, edit_distance
 from emnist_draw.server.schemas import MAX_POINTS
@@ -124,13 +124,9 @@ def test_a_noisy_photo_of_a_line_reads_nearly_as_the_clean_picture(reader):
     clean = photo = 0
     for _, text, _, strokes in composed_strings(60, "measure", seed=12):
         picture = line_image(strokes)
-        blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(1.2)), np.float32)
-        noisy = np.clip(0.8 * blurred + 30 + rng.normal(0, 6, blurred.shape), 0, 255)
-        jpeg = io.BytesIO()
-        Image.fromarray(noisy.astype(np.uint8)).save(jpeg, "JPEG", quality=60)
         truth = balanced_form(text)
         clean += balanced_form(reader.read_image(picture).text) == truth
-        photo += balanced_form(reader.read_image(jpeg.getvalue()).text) == truth
+        photo += balanced_form(reader.read_image(photographed(picture, rng)).text) == truth
     assert photo >= 0.75 * clean and photo >= 25
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emnist_draw.composed import photographed
 from emnist_draw.data import BALANCED_CLASSES, load_split
 from emnist_draw.preprocess import (InkError, image_to_input, normalize, pixels_to_input,
                                     strokes_to_input)
@@ -108,23 +109,16 @@ def test_emnist_image_round_trips_through_image_files(emnist, recognizer, varian
     assert agree.mean() >= (1.0 if lossless else 0.9)
 
 
-def photo_of(image: np.ndarray, rng: np.random.Generator, noise: float = 6.0) -> bytes:
-    """A character as a phone photo shows it: dark ink on grey paper, 4x larger, blurred, with
-    sensor noise `noise` grey levels, saved as a lossy JPEG."""
-    big = np.asarray(Image.fromarray(255 - image).resize((112, 112), Image.Resampling.BICUBIC),
-                     np.float32)
-    paper = 0.75 * big + 40 + rng.normal(0, noise, big.shape)
-    return png(np.clip(paper, 0, 255).astype(np.uint8), "L", "JPEG", quality=70)
-
-
 def test_a_noisy_photo_of_a_character_reads_like_the_clean_image(emnist, recognizer):
     """Sensor noise (15 grey levels) is below the ink but above 5% of it: the noise floor
     (NOISE_SIGMAS x the border's robust spread) keeps it out of the character's box. Measured:
     94 of 100 agree with the clean image's reading (84 without the floor; at 6 grey levels, 96
-    and 93)."""
+    and 94)."""
     rng = np.random.default_rng(0)
     images = emnist[0][:100]
-    photos = np.stack([image_to_input(photo_of(image, rng, noise=15)) for image in images])
+    photos = np.stack([image_to_input(photographed(
+        Image.fromarray(255 - image).resize((112, 112), Image.Resampling.BICUBIC), rng, blur=0.0,
+        noise=15, quality=70)) for image in images])
     agree = recognizer.logits(photos).argmax(1) == recognizer.logits(images).argmax(1)
     assert agree.mean() >= 0.9
 

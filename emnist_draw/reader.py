@@ -223,8 +223,10 @@ class StringReader:
             logits[n] = -50.0
             logits[n, c] = 50.0
         # The search's costs were tuned against the model's own softmax; what is shown, and
-        # judged, is the calibrated one (the same numbers as /api/predict).
-        log_probs = np.log(np.maximum(self.recognizer.softmax(logits, charset, calibrated=False),
+        # judged, is the calibrated one (the same numbers as /api/predict). The search weighs a
+        # charset's classes by their share of all 47, not renormalized: a 5's flag alone reads
+        # as no digit, and renormalized it would be a confident "0" beside the rest of the 5.
+        log_probs = np.log(np.maximum(self.recognizer.softmax(logits, "all", calibrated=False),
                                       1e-12))
         probs = self.recognizer.softmax(logits, charset)
         span_index = {span: n for n, span in enumerate(spans)}

@@ -107,6 +107,23 @@ def test_pattern_and_charset_hints(reader, recognizer):
         reader.read_strokes(strokes, pattern="D")  # no reading of one character covers the ink
 
 
+def test_a_digit_of_several_strokes_is_one_digit_under_the_digits_charset(reader):
+    """The measure writers' 4s, 5s, 7s, 9s and 1s of two or more strokes (up to 100 each), in
+    the middle and at the end of a number, read with the digits charset: 3 of 462 are split
+    into two digits. When the search renormalized the probabilities over the digits, a 4's
+    second stroke alone was a sure "1" (it reads as no digit among all 47) and 6 were split."""
+    samples = load_samples("measure", "OK")
+    two, three = (next(s for s in samples if s.char == c and len(s.strokes) == 1) for c in "23")
+    split = tried = 0
+    for digit in "14579":
+        for sample in [s for s in samples if s.char == digit and len(s.strokes) >= 2][:100]:
+            for parts in ([two, sample, three], [two, three, sample]):
+                text = reader.read_strokes(compose(parts)[0], charset="digits").text
+                tried += 1
+                split += len(text) > 3
+    assert tried > 400 and split <= 4
+
+
 def test_a_line_image_reads_like_its_strokes(reader, recognizer):
     strokes, _ = compose(written(recognizer, "7351"))
     reading = reader.read_image(line_png(strokes))

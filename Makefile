@@ -80,6 +80,7 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/read_strings.py --part tune --speed $(call BENCH_JSON,read_strings_speed)
 	$(BIN)/python bench/read_strings.py --composed 600 --images $(call BENCH_JSON,read_strings_composed)
 	$(BIN)/python bench/read_strings.py --part tune --speed --images $(call BENCH_JSON,read_strings_pictures_speed)
+	$(BIN)/python bench/read_http.py $(call BENCH_JSON,read_http)
 	$(BIN)/python bench/profile_request.py $(call BENCH_JSON,profile_request)
 	$(BIN)/python bench/startup.py $(call BENCH_JSON,startup)
 	$(BIN)/python bench/versus.py $(call BENCH_JSON,versus)

@@ -1,6 +1,6 @@
 """Train the image reader's cut network (emnist_draw.cuts), tune writers only.
 
-    .venv/bin/python -m emnist_draw.train_cuts          # ~20 min on 2 cores
+    .venv/bin/python -m emnist_draw.train_cuts          # ~25 min on 2 cores
 
 Examples are pictures of strings composed from the UNIPEN tune writers' isolated characters
 (emnist_draw.composed), spaced from overlapping to wide, each character's ink drawn alone too.

@@ -101,15 +101,15 @@ def fit(train: list[tuple], check: list[tuple], epochs: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     net = network()
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
-    steps = epochs * max(len(train) // 32, 1)
+    batches = max(len(train) // 32, 1)  # per epoch
     # The rate decays to nothing: at a fixed rate the held-out loss wandered by 5% epoch to epoch.
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=steps,
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=epochs * batches,
                                                    pct_start=0.1)
     loss_of = torch.nn.BCEWithLogitsLoss(reduction="none")
     best = (float("inf"), None, 0)
     for epoch in range(epochs):
         net.train()
-        for batch in np.array_split(rng.permutation(len(train)), max(len(train) // 32, 1)):
+        for batch in np.array_split(rng.permutation(len(train)), batches):
             x = np.zeros((len(batch), 1, ROWS, CROP), np.float32)
             y, used = np.zeros((2, len(batch), CROP), np.float32)
             for n, i in enumerate(batch):

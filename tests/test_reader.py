@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import subprocess
@@ -266,6 +267,18 @@ def test_words_read_in_their_written_case(reader, recognizer):
 
 def test_a_made_up_word_reads_as_written(reader, recognizer):
     assert reader.read_strokes(compose(written(recognizer, "blorf"))[0]).text == "blorf"
+
+
+def test_a_round_character_at_the_x_height_is_no_zero(reader, recognizer):
+    """Digits are as tall as capitals: a measure writer's 0, which reads as 0 on its own and in
+    this made-up word at full height, is an o where it is only as tall as an x-height letter
+    (before the digits' height counted, "fl0du" both ways)."""
+    samples = written(recognizer, "fl0du")
+    assert reader.read_strokes(compose(samples)[0]).text == "fl0du"
+    as_o = [dataclasses.replace(s, char="o") if s.char == "0" else s for s in samples]
+    reading = reader.read_strokes(compose(as_o)[0])  # the same ink placed at the x-height
+    assert reading.text == "flodu"
+    assert reading.characters[2].top_k[0][0] == "O"
 
 
 def test_each_character_s_first_alternative_is_its_reading(reader):

@@ -56,13 +56,14 @@ WORD_BONUS = 4.0           # a reading that is one of the caller's words
 LM_WEIGHT = 1.0            # x log P(string) of the language model (emnist_draw.language)
 SPACE_GAP = 0.6            # a gap this wide (x line height, and 2.5x the usual gap) is a space
 CANDIDATE_CLASSES = 4      # classes per candidate considered by the search
-# Digits are as tall as capitals: a digit whose top is below the line's top by more than
-# DIGIT_DROP_FREE line heights pays DIGIT_DROP per line height beyond it (an x-height o beside
-# an f or a d is no 0). On the tune writers' 1,200 composed strings (seeds 1 and 2): made-up
-# words 151 -> 158 of 200, mixes 147 -> 151, other kinds and their 821 real numbers unchanged;
-# a weight of 6-10 starts to cost real numbers, a free drop of 0.1-0.25 reads alike.
-DIGIT_DROP = 3.0
-DIGIT_DROP_FREE = 0.15
+# Digits, capitals and b d f h t reach the line's top: one of these classes whose top is below
+# it by more than TALL_DROP_FREE line heights pays TALL_DROP per line height beyond (an x-height
+# o beside an f is no 0, an x-height n no N). On the tune writers' 1,200 composed strings (seeds
+# 1 and 2): made-up words 151 -> 160 of 200, mixes 147 -> 151, other kinds and 821 real numbers
+# unchanged, 400 real words 297 -> 298; a weight of 6-10 starts to cost real numbers, a free
+# drop of 0.1-0.25 reads alike.
+TALL_DROP = 3.0
+TALL_DROP_FREE = 0.15
 PATTERN_MISFIT = 8.0       # a pattern's reading this much worse than the free one: no fit
 # Classes per character weighed in its string's context (top_k): the ones the search weighed,
 # so that its reading is its first alternative.
@@ -168,6 +169,7 @@ class StringReader:
         self._whole = whole
         self.classes = recognizer.classes
         self.is_digit = np.array([c.isdigit() for c in self.classes])
+        self.is_tall = self.is_digit | np.isin(self.classes, sorted(TALL_UNMERGED))
         self.recent = _Recent()
 
     def read_strokes(self, strokes: Sequence, charset: str = "all", top_k: int = 3,
@@ -247,8 +249,8 @@ class StringReader:
         ranked = np.argsort(-probs, axis=1, kind="stable")
         line_top = float(sorted_boxes[:, 1].min())
         drop = np.array([(span_boxes[span][1] - line_top) / line_height for span in spans])
-        digit_cost = -DIGIT_DROP * np.maximum(drop - DIGIT_DROP_FREE, 0.0)[:, None] * self.is_digit
-        digit_cost[list(known_class)] = 0.0
+        height_cost = -TALL_DROP * np.maximum(drop - TALL_DROP_FREE, 0.0)[:, None] * self.is_tall
+        height_cost[list(known_class)] = 0.0
         # A pattern asks for a kind at each place: the best classes of each kind, not only the
         # best overall (a 0 read as O, Q, D, U first still offers its 0 where a digit is due).
         choices = {None: ranked[:, :CANDIDATE_CLASSES]}
@@ -281,7 +283,7 @@ class StringReader:
                         if not allowed[c] and n not in known_class:
                             continue
                         state = advance(hyp.language, c)
-                        score = (base + log_probs[n, c] + digit_cost[n, c]
+                        score = (base + log_probs[n, c] + height_cost[n, c]
                                  + LM_WEIGHT * (state.total - hyp.language.total))
                         if score > -np.inf:
                             beams[end].append(_Hypothesis(score, hyp.steps + ((start, end, c),),
@@ -318,7 +320,7 @@ class StringReader:
         letters = best_text.replace(" ", "")
         chosen = [c for _, _, c in best.steps]
         path = [span_index[(a, b)] for a, b, _ in best.steps]
-        in_context = self._in_context(chosen, probs[path], allowed, digit_cost[path])
+        in_context = self._in_context(chosen, probs[path], allowed, height_cost[path])
         for position, ((a, b, c), shown) in enumerate(zip(best.steps, letters)):
             n = span_index[(a, b)]
             context = in_context[position]
@@ -399,7 +401,7 @@ class StringReader:
                     costs: np.ndarray) -> np.ndarray:
         """Each character's calibrated probabilities as its string leaves them: a class's
         probability times the language model's for the string with that class in its place
-        (as the search weighed it, with its `costs` per class: a short digit's), over the
+        (as the search weighed it, with its `costs` per class: a short capital's), over the
         character's CONTEXT_CLASSES likeliest classes, which keep their share. The 0 of "2024"
         is then no "0 or O?" (the string settled it), and a character's first alternative is
         the one the string reads."""

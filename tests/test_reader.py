@@ -281,6 +281,26 @@ def test_a_round_character_at_the_x_height_is_no_zero(reader, recognizer):
     assert reading.characters[2].top_k[0][0] == "O"
 
 
+def test_a_9_on_the_line_is_no_q(reader, recognizer):
+    """A q reaches below the baseline: measure writers' 9s that the CNN reads as q more than as 9
+    read as 9 on the line of a letter-digit mix, and as q where the same ink reaches below it
+    (before the descent counted, q both ways)."""
+    k, two, b = written(recognizer, "k2b")
+    q, nine = recognizer.classes.index("q"), recognizer.classes.index("9")
+    nines = []
+    for sample in load_samples("measure", "OK"):
+        if sample.char == "9":
+            probs = recognizer.probabilities(strokes_to_input(sample.strokes)[None])[0]
+            if 0.2 < probs[nine] < probs[q] < 0.6:
+                nines.append(sample)
+                if len(nines) == 3:
+                    break
+    for sample in nines:
+        assert reader.read_strokes(compose([k, sample, two, b])[0]).text == "k92b"
+        low = dataclasses.replace(sample, char="q")  # the same ink placed as a q
+        assert reader.read_strokes(compose([k, low, two, b])[0]).text == "kq2b"
+
+
 def test_each_character_s_first_alternative_is_its_reading(reader):
     """top_k is in the string's context: the prediction is its own first alternative, with
     the probabilities of the string's context (a 0 among digits is surely a 0)."""

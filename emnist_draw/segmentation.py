@@ -3,7 +3,8 @@
 The reader proposes every run of 1-4 neighbouring primitives (strokes, or an image's column runs)
 as a candidate character. Most are not one: a stroke of an H, a K's arm, two letters merged, a
 letter with its neighbour's first stroke. This model says how likely a candidate is one whole
-character, from what sets those apart: its size and place on the line, the empty gaps inside it,
+character, from what sets those apart: its size and place on the line (and how far its bottom
+lies above the baseline: a 7's crossbar or an E's middle bar does), the empty gaps inside it,
 how far the primitives just outside it overlap it (the other half of an H lies over it; the next
 letter does not), and how sure the CNN is of what it reads there. It is a small MLP trained on
 candidates of the UNIPEN tune writers' strings whose characters are known
@@ -31,7 +32,8 @@ MODEL_FILE = Path(__file__).parent / "models" / "whole-character.json"
 NEIGHBOURS = 4
 FEATURES = ("parts", "width", "height", "log_aspect", "top", "bottom", "gap_inside",
             "overlap_inside", "overlap_left", "overlap_right", "gap_left", "gap_right",
-            "first", "last", "best_log_prob", "second_log_prob", "entropy", "columns")
+            "first", "last", "best_log_prob", "second_log_prob", "entropy", "columns",
+            "rise")
 
 
 def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: float,
@@ -43,6 +45,7 @@ def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: f
     strokes."""
     n = len(boxes)
     top, bottom = boxes[:, 1].min(), boxes[:, 3].max()
+    baseline = float(np.median(boxes[:, 3]))  # most primitives end on it
     exp = np.exp(logits - logits.max(1, keepdims=True))
     log_probs = np.log(np.maximum(exp / exp.sum(1, keepdims=True), 1e-12))
     ranked = np.sort(log_probs, axis=1)
@@ -66,7 +69,8 @@ def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: f
             np.clip((box[0] - left[:, 2].max()) / line_height, -1, 1) if len(left) else 1.0,
             np.clip((right[:, 0].min() - box[2]) / line_height, -1, 1) if len(right) else 1.0,
             a == 0, b == n,
-            ranked[row, -1], ranked[row, -2], entropy[row], columns)
+            ranked[row, -1], ranked[row, -2], entropy[row], columns,
+            (baseline - box[3]) / line_height)
     return rows
 
 

@@ -40,7 +40,7 @@ from emnist_draw.known import Known, primitives as known_primitives
 from emnist_draw.language import TYPES, LanguageModel, State, default as default_language
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.recognizer import Recognizer, display_label
-from emnist_draw.segmentation import WholeCharacter, default as default_whole, features
+from emnist_draw.segmentation import WholeCharacter, baseline, default as default_whole, features
 from emnist_draw.status import Ink, judge, widest_gap
 
 # The most primitives one character is made of: E and # are four strokes.
@@ -264,8 +264,8 @@ class StringReader:
         line_top = float(sorted_boxes[:, 1].min())
         drop = np.array([(span_boxes[span][1] - line_top) / line_height for span in spans])
         height_cost = -TALL_DROP * np.maximum(drop - TALL_DROP_FREE, 0.0)[:, None] * self.is_tall
-        usual_bottom = float(np.median(sorted_boxes[:, 3]))  # most primitives end on the baseline
-        descent = np.array([(span_boxes[span][3] - usual_bottom) / line_height for span in spans])
+        line_base = baseline(sorted_boxes)
+        descent = np.array([(span_boxes[span][3] - line_base) / line_height for span in spans])
         height_cost -= DESCENT_W * np.maximum(DESCENT_MIN - descent, 0.0)[:, None] * self.is_descender
         height_cost[list(known_class)] = 0.0
         # A pattern asks for a kind at each place: the best classes of each kind, not only the
@@ -513,8 +513,8 @@ def _rise(labels: list[str], spans: list[np.ndarray]) -> np.ndarray:
     capitals' height, a p or y only to the x-height (its tail is below the line)."""
     bottoms = np.array([s[3] for s in spans])
     on_line = [b for b, label in zip(bottoms, labels) if label not in "gqJPY"]
-    baseline = float(np.median(on_line)) if on_line else float(bottoms.max())
-    return np.array([baseline - s[1] for s in spans])
+    line_base = float(np.median(on_line)) if on_line else float(bottoms.max())
+    return np.array([line_base - s[1] for s in spans])
 
 
 def _case(i: int, labels: list[str], heights: np.ndarray, lower: bool,

@@ -45,7 +45,7 @@ def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: f
     strokes."""
     n = len(boxes)
     top, bottom = boxes[:, 1].min(), boxes[:, 3].max()
-    baseline = float(np.median(boxes[:, 3]))  # most primitives end on it
+    line_base = baseline(boxes)
     exp = np.exp(logits - logits.max(1, keepdims=True))
     log_probs = np.log(np.maximum(exp / exp.sum(1, keepdims=True), 1e-12))
     ranked = np.sort(log_probs, axis=1)
@@ -70,8 +70,14 @@ def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: f
             np.clip((right[:, 0].min() - box[2]) / line_height, -1, 1) if len(right) else 1.0,
             a == 0, b == n,
             ranked[row, -1], ranked[row, -2], entropy[row], columns,
-            (baseline - box[3]) / line_height)
+            (line_base - box[3]) / line_height)
     return rows
+
+
+def baseline(boxes: np.ndarray) -> float:
+    """Where a line's characters stand: the median bottom of its primitives' boxes (x0, y0, x1,
+    y1), as most primitives end on the baseline (a t's bar, an i's dot and a g's tail do not)."""
+    return float(np.median(boxes[:, 3]))
 
 
 def _overlap(one: np.ndarray, other: np.ndarray, line_height: float) -> float:

@@ -301,6 +301,29 @@ def test_a_9_on_the_line_is_no_q(reader, recognizer):
         assert reader.read_strokes(compose([k, low, two, b])[0]).text == "kq2b"
 
 
+def test_a_long_bar_stays_with_its_character(reader, recognizer):
+    """An E, F or T whose bar (a stroke under a quarter of its height) reaches far past the rest
+    is wider than a character of several strokes may be (1.6 line heights). The width counts
+    the strokes that are not bars, so such a character is still one candidate and reads as
+    itself (before: "ALFT", "ALIT", "AtcT")."""
+    wide = []
+    for sample in load_samples("measure", "OK"):
+        if sample.char in "EFT" and len(sample.strokes) > 1:
+            parts = [np.asarray(s, float) for s in sample.strokes]
+            (left, top), (right, bottom) = np.concatenate(parts).min(0), np.concatenate(parts).max(0)
+            body = np.concatenate([p for p in parts if np.ptp(p[:, 1]) >= 0.25 * (bottom - top)])
+            if right - left > 1.6 * (bottom - top) > np.ptp(body[:, 0]):
+                wide.append(sample)
+    assert len(wide) == 3
+    a, t = written(recognizer, "AT")
+    for sample in wide:
+        strokes, owners = compose([a, sample, t])
+        graph = reader.candidates(strokes)
+        spans = {frozenset(graph.order[k] for k in range(start, end)) for start, end in graph.spans}
+        assert frozenset(owners[1]) in spans
+        assert reader.read_strokes(strokes).text == f"A{sample.char}T"
+
+
 def test_each_character_s_first_alternative_is_its_reading(reader):
     """top_k is in the string's context: the prediction is its own first alternative, with
     the probabilities of the string's context (a 0 among digits is surely a 0)."""

@@ -8,7 +8,9 @@ A string is one of several competing types, each a probability model over string
 - text, Text, TEXT: free letters (made-up words, names), a character 4-gram with Witten-Bell
   backoff trained on the same list's words, in the same three forms;
 - code: capitals and digits mixed (AB12C, R2D2), each 1/36;
-- any: anything EMNIST-balanced can spell, each 1/47 (aB3x).
+- mix: the same in lower case (x7k2b, 3fa9c), each 1/36;
+- any: anything EMNIST-balanced can spell, each 1/47 (aB3x): rare, so a string of both cases
+  of unmerged letters ("zaREmu") needs clear ink to beat "ZAREMU".
 
 A string's prior is the mixture sum over types of P(type) P(string | type), kept per type as the
 search goes so that every prefix has an exact score (`advance`, `finish`) and no type is pruned
@@ -39,12 +41,12 @@ import numpy as np
 from emnist_draw.data import MERGED_LETTERS
 
 WORDS_FILE = Path(__file__).parent / "models" / "english-words.txt.gz"
-TYPES = ("number", "word", "Word", "WORD", "text", "Text", "TEXT", "code", "any")
+TYPES = ("number", "word", "Word", "WORD", "text", "Text", "TEXT", "code", "mix", "any")
 # Each type's prior weight, fitted on the tune writers' composed and real strings (see the
 # module docstring); they need not sum to 1 (the search compares strings, not absolute
 # probabilities), and they are renormalized.
 TYPE_WEIGHTS = {"number": 0.25, "word": 0.5, "Word": 0.1, "WORD": 0.06, "text": 0.15,
-                "Text": 0.2, "TEXT": 0.1, "code": 0.075, "any": 0.3}
+                "Text": 0.2, "TEXT": 0.1, "code": 0.075, "mix": 0.15, "any": 0.01}
 _FORMS = {"word": "lower", "Word": "capitalized", "WORD": "upper",
           "text": "lower", "Text": "capitalized", "TEXT": "upper"}
 _NGRAM_ORDER = 4                      # 3 letters of context
@@ -101,6 +103,9 @@ class LanguageModel:
                 logp[t] += -math.log(10) if label.isdigit() else NEG
             elif name == "code":
                 fits = label.isdigit() or label.isupper()  # merged letters are upper case too
+                logp[t] += -math.log(36) if fits else NEG
+            elif name == "mix":
+                fits = label.isdigit() or not label.isupper() or label.lower() in MERGED_LETTERS
                 logp[t] += -math.log(36) if fits else NEG
             elif name == "any":
                 logp[t] += -math.log(47)

@@ -481,7 +481,7 @@ class StringReader:
         return text
 
 
-_LOWER_TYPES, _UPPER_TYPES = ("word", "Word", "text", "Text"), ("WORD", "TEXT", "code")
+_LOWER_TYPES, _UPPER_TYPES = ("word", "Word", "text", "Text", "mix"), ("WORD", "TEXT", "code")
 
 
 def _form(labels: list[str], heights: np.ndarray,

@@ -58,7 +58,12 @@ def test_strings_no_list_holds_are_still_possible(model):
     assert best_type(model, "AB12C") in ("code", "any") and best_type(model, "R2D2") in ("code", "any")
     assert posterior(model, "AB12C")["code"] > 0.3
     assert best_type(model, "blorf") in ("text", "word")  # made-up, spelled like English
-    assert best_type(model, "x7k2b") == "any"
+    # The same in lower case is a mix; a string of both cases of unmerged letters fits only
+    # "any", and is far less likely than the same classes in one case.
+    assert best_type(model, "x7k2b") == "mix" and best_type(model, "3fa9c") == "mix"
+    assert best_type(model, "aB3x") == "any"
+    assert score(model, "ZAREMU") > score(model, "zaREmu") + 3
+    assert score(model, "5f2aqc") > score(model, "5F2aqc") + 3
     # A pronounceable made-up word is likelier than letters no word is spelled with.
     assert score(model, "blorf") > score(model, "qxzjv")
     assert all(math.isfinite(score(model, s)) for s in ("aB3x", "QXRT", "7", "zzzzzz"))

@@ -50,6 +50,11 @@ TYPE_WEIGHTS = {"number": 0.25, "word": 0.5, "Word": 0.1, "WORD": 0.06, "text": 
 _FORMS = {"word": "lower", "Word": "capitalized", "WORD": "upper",
           "text": "lower", "Text": "capitalized", "TEXT": "upper"}
 _NGRAM_ORDER = 4                      # 3 letters of context
+# The n-gram is mixed with the uniform distribution at this weight, so a spelling English never
+# uses still costs at most log(27 / NGRAM_UNIFORM) a letter. Chosen on 5,000 of the list's words
+# held out of a table built from the rest: 2.077 nats a letter against 2.082 unmixed (2.095 at
+# 0.1). Order 3 gives 2.275 nats, 5 gives 1.946 with a table 27 times larger (57 MB).
+NGRAM_UNIFORM = 0.05
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _END, _START = 26, 26                 # symbol 26: the end (as a next symbol), the start (in context)
 NEG = -math.inf
@@ -214,7 +219,7 @@ def _ngram_table(words: Sequence[str]) -> np.ndarray:
         empty = seen[:, 0] == 0
         counts[empty] = lower[empty]
         table = counts
-    return table
+    return (1 - NGRAM_UNIFORM) * table + NGRAM_UNIFORM / 27
 
 
 def _logsumexp(values: Sequence[float]) -> float:

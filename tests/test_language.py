@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+import emnist_draw.language as language
 from emnist_draw.language import TYPES, WORDS_FILE, default, load_words
 from emnist_draw.reader import balanced_form
 
@@ -67,6 +68,26 @@ def test_strings_no_list_holds_are_still_possible(model):
     # A pronounceable made-up word is likelier than letters no word is spelled with.
     assert score(model, "blorf") > score(model, "qxzjv")
     assert all(math.isfinite(score(model, s)) for s in ("aB3x", "QXRT", "7", "zzzzzz"))
+
+
+def test_the_letter_model_generalises_to_words_it_never_saw(model, monkeypatch):
+    """Mixed with the uniform, the n-gram spells words held out of its table better (fewer nats
+    a letter) than alone, and no letter after any context costs more than log(27 / weight)."""
+    assert model.ngram.min() >= language.NGRAM_UNIFORM / 27 * (1 - 1e-6)
+    words, _ = load_words()
+    held_out, rest = words[::10], [w for i, w in enumerate(words) if i % 10]
+
+    def nats_a_letter(table) -> float:
+        costs = []
+        for word in held_out:
+            for i, symbol in enumerate([language._ALPHABET.index(c) for c in word] + [26]):
+                costs.append(-math.log(table[language._context(word[:i]), symbol]))
+        return float(np.mean(costs))
+
+    mixed = nats_a_letter(language._ngram_table(rest))
+    monkeypatch.setattr(language, "NGRAM_UNIFORM", 0.0)
+    alone = nats_a_letter(language._ngram_table(rest))
+    assert 1.5 < mixed < alone - 0.002
 
 
 def test_the_prior_is_incremental_and_each_type_normalised(model):

@@ -6,7 +6,8 @@ A string is one of several competing types, each a probability model over string
 - word, Word, WORD: a word of a frequency-weighted English list (emnist_draw/models/
   english-words.txt.gz, from the wordfreq package) in lower, Capitalized or UPPER form;
 - text, Text, TEXT: free letters (made-up words, names), a character 4-gram with Witten-Bell
-  backoff trained on the same list's words, in the same three forms;
+  backoff trained on the same list's words, mixed with the uniform distribution (a spelling
+  English never uses must still read), in the same three forms;
 - code: capitals and digits mixed (AB12C, R2D2), each 1/36;
 - mix: the same in lower case (x7k2b, 3fa9c), each 1/36;
 - any: anything EMNIST-balanced can spell, each 1/47 (aB3x): rare, so a string of both cases

@@ -52,7 +52,7 @@ TRAIN_INK := emnist-draw data unipen --out runs/unipen
 INK3 := --extra $(INK) --extra $(INK) --extra $(INK)
 TRAIN_2 := emnist-draw train --preset medium --init runs/medium/last.pt --out runs/medium-ink --epochs 4 --lr 1e-3 --precision auto $(INK3)
 TRAIN_3 := emnist-draw train --preset medium --init runs/medium-ink/last.pt --out runs/medium-finetune --epochs 3 --lr 3e-4 --no-augment --precision auto $(INK3)
-# Last, the image reader's cut network, then the string reader's whole-character model, which
+# Last, the image reader's cut network, then the string reader's whole-character model and its gate, which
 # reads the new CNN's outputs on the cut pieces.
 train: $(BIN)/.dev
 	$(BIN)/$(TRAIN_1)

@@ -40,7 +40,8 @@ from emnist_draw.known import Known, primitives as known_primitives
 from emnist_draw.language import TYPES, LanguageModel, State, default as default_language
 from emnist_draw.preprocess import InkError, image_to_ink, normalize, parse_strokes, strokes_to_input
 from emnist_draw.recognizer import Recognizer, display_label
-from emnist_draw.segmentation import WholeCharacter, baseline, default as default_whole, features
+from emnist_draw.segmentation import (WholeCharacter, baseline, default as default_whole, features,
+                                      gate, with_confidence)
 from emnist_draw.status import Ink, judge, widest_gap
 
 # The most primitives one character is made of: E and # are four strokes.
@@ -64,6 +65,10 @@ MAX_WIDTH = 1.6            # no candidate of several primitives is wider (x line
 # strings: numbers 193 -> 195 of 200 (with the digits hint 196 -> 198), capitals 169 -> 172,
 # none fewer; 1,221 real strings and 1,200 pictures alike (+1); candidates +5% (+2% on real ink).
 BAR_HEIGHT = 0.25
+# A candidate of several primitives whose geometry alone (emnist_draw.segmentation's gate) puts
+# its odds of being one whole character under e^GATE is neither rendered nor read: a third of a
+# string's candidates, whose rendering and reading are most of a read's time.
+GATE = -8.0
 WORD_BONUS = 4.0           # a reading that is one of the caller's words
 LM_WEIGHT = 1.0            # x log P(string) of the language model (emnist_draw.language)
 SPACE_GAP = 0.6            # a gap this wide (x line height, and 2.5x the usual gap) is a space
@@ -162,11 +167,12 @@ class Candidates:
     spans: list[tuple[int, int]]
     images: np.ndarray     # each span's 28x28 input
     logits: np.ndarray     # the CNN's logits for each
+    geometry: np.ndarray   # each one's segmentation.features before the CNN read it
     columns: bool = False  # the primitives are an image's column runs, not strokes
 
     def features(self) -> np.ndarray:
         """Each candidate's inputs to the whole-character model (emnist_draw.segmentation)."""
-        return features(self.boxes, self.spans, self.line_height, self.logits, self.columns)
+        return with_confidence(self.geometry, self.logits)
 
 
 @dataclass(order=True)
@@ -180,11 +186,14 @@ class StringReader:
     """Reads strings with a Recognizer; one instance serves any number of requests."""
 
     def __init__(self, recognizer: Recognizer, language: LanguageModel | None = None,
-                 whole: WholeCharacter | None = None):
+                 whole: WholeCharacter | None = None, every_candidate: bool = False):
         """`language`: the prior over strings (default: emnist_draw.language.default(), loaded
         on the first read, not at start-up: most requests read one character); `whole`: the
-        whole-character model (default: emnist_draw.segmentation's shipped one)."""
+        whole-character model (default: emnist_draw.segmentation's shipped one);
+        `every_candidate`: no GATE, every run of primitives is read (what the segmentation models
+        are trained on)."""
         self.recognizer = recognizer
+        self.every_candidate = every_candidate
         self._language = language
         self._whole = whole
         self.classes = recognizer.classes
@@ -408,6 +417,11 @@ class StringReader:
         spans = _candidate_spans(sorted_boxes, line_height)
         # A confirmed character is a candidate of its own, never part of a larger one.
         spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
+        rows = features(sorted_boxes, spans, line_height, columns=columns)
+        if not self.every_candidate:  # a single primitive always stays: every path needs it
+            keep = [n for n, (a, b), odds in zip(range(len(spans)), spans, gate().log_odds(rows))
+                    if b - a == 1 or odds >= GATE]
+            spans, rows = [spans[n] for n in keep], rows[keep]
         if tuple(spans) not in read:
             parts = [[order[k] for k in range(a, b)] for a, b in spans]
             keys = [key(p) for p in parts] if key else [None] * len(parts)
@@ -422,7 +436,7 @@ class StringReader:
                         self.recent.put(keys[n], found[n])
             read[tuple(spans)] = np.stack([f[0] for f in found]), np.stack([f[1] for f in found])
         images, logits = read[tuple(spans)]
-        return Candidates(order, sorted_boxes, line_height, spans, images, logits, columns)
+        return Candidates(order, sorted_boxes, line_height, spans, images, logits, rows, columns)
 
     def _in_context(self, chosen: list[int], probs: np.ndarray, allowed: np.ndarray,
                     costs: np.ndarray) -> np.ndarray:

@@ -11,6 +11,9 @@ tune writers (the measure writers are never seen):
   and as pictures of a line (the reader's image primitives: runs of inked columns).
 A fifth of the real words' writers, and composed strings of another seed, are held out: training
 stops where their log loss is lowest, and their figures are written into the model's file.
+The same candidates train the gate (segmentation.GEOMETRY only: what is known before the CNN
+reads a candidate), which decides which candidates the reader renders at all; both are trained
+on every candidate, none gated.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from emnist_draw.composed import composed_strings, line_image
 from emnist_draw.preprocess import image_to_ink
 from emnist_draw.reader import StringReader
 from emnist_draw.recognizer import Recognizer
-from emnist_draw.segmentation import FEATURES, MODEL_FILE, WholeCharacter
+from emnist_draw.segmentation import FEATURES, GATE_FILE, GEOMETRY, MODEL_FILE, WholeCharacter
 from emnist_draw.unipen import DEFAULT_WORDS_FILE, writer_part
 
 # Composed strings are spaced in these capital heights, each as likely: pieces of touching and
@@ -148,9 +151,10 @@ def main() -> None:
     parser.add_argument("--pictures", type=int, default=1500,
                         help="composed strings to train on as pictures (line images)")
     parser.add_argument("--out", default=str(MODEL_FILE))
+    parser.add_argument("--gate-out", default=str(GATE_FILE))
     parser.add_argument("--model", default=None, help="the CNN (default: the shipped one)")
     args = parser.parse_args()
-    reader = StringReader(Recognizer(args.model))
+    reader = StringReader(Recognizer(args.model), every_candidate=True)
 
     real = segmented_words("tune")
     held_out = lambda writer: zlib.crc32(writer.encode()) % 100 < HELD_OUT_PERCENT  # noqa: E731
@@ -166,19 +170,21 @@ def main() -> None:
     print(f"{len(train)} strings and {len(pictures)} pictures, {len(y)} candidates "
           f"({int(y.sum())} whole) to train on; {len(check)} strings and {len(pictures_check)} "
           f"pictures, {len(y_check)} candidates held out", flush=True)
-    weights, info = fit(x, y, x_check, y_check)
-    data = {"features": list(FEATURES), **weights, "trained": str(date.today()),
-            "cnn": reader.recognizer.name,
-            "strings": {"real": len(real), "composed": args.composed, "pictures": args.pictures},
-            **info}
-    out = Path(args.out)
-    out.write_text(json.dumps(data) + "\n")
-    model = WholeCharacter(out)  # its figures as the reader will load and run it
-    data.update(train=_figures(model.log_odds(x), y),
-                held_out=_figures(model.log_odds(x_check), y_check))
-    out.write_text(json.dumps(data) + "\n")
-    print(json.dumps({k: data[k] for k in ("held_out_log_loss", "epochs", "train", "held_out")},
-                     indent=1))
+    for names, out in ((FEATURES, Path(args.out)), (GEOMETRY, Path(args.gate_out))):
+        columns = [FEATURES.index(f) for f in names]
+        weights, info = fit(x[:, columns], y, x_check[:, columns], y_check)
+        data = {"features": list(names), **weights, "trained": str(date.today()),
+                "cnn": reader.recognizer.name,
+                "strings": {"real": len(real), "composed": args.composed, "pictures": args.pictures},
+                **info}
+        out.write_text(json.dumps(data) + "\n")
+        model = WholeCharacter(out)  # its figures as the reader will load and run it
+        data.update(train=_figures(model.log_odds(x), y),
+                    held_out=_figures(model.log_odds(x_check), y_check))
+        out.write_text(json.dumps(data) + "\n")
+        print(out.name, json.dumps({k: data[k] for k in ("held_out_log_loss", "epochs", "train",
+                                                         "held_out")}, indent=1))
+
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,8 @@ letters for one that has a gap and a second shape inside it.
 
 The gate is a second such model over the GEOMETRY alone, trained on the same candidates: known
 before a candidate is rendered, it lets the reader skip the rendering and the CNN for runs of
-primitives that are plainly not one character (reader.GATE), a third of a string's candidates.
+primitives that are plainly not one character (reader.GATE): a quarter to a third of a string's
+candidates.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import math
+import operator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -58,18 +59,24 @@ _NGRAM_ORDER = 4                      # 3 letters of context
 NGRAM_UNIFORM = 0.05
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _END, _START = 26, 26                 # symbol 26: the end (as a next symbol), the start (in context)
+_CONTEXTS = 27 ** (_NGRAM_ORDER - 1)
+_START_CONTEXT = _CONTEXTS - 1        # the start symbol in every place of the context
 NEG = -math.inf
+_WORD_TYPES = tuple(TYPES.index(t) for t in ("word", "Word", "WORD"))
+_TEXT_TYPES = tuple(TYPES.index(t) for t in ("text", "Text", "TEXT"))
 
 
 @dataclass(frozen=True)
 class State:
     """A prefix as the model sees it: per type its log probability so far, the letters (lower
-    case; None once a non-letter came), and the word list's range of words that start so."""
+    case; None once a non-letter came), the word list's range of words that start so, and the
+    n-gram's context (its last 3 letters)."""
     logp: tuple[float, ...]
     letters: str | None = ""
     lo: int = 0
     hi: int = -1      # -1: the whole list (set on the first letter)
     length: int = 0
+    context: int = _START_CONTEXT
 
     @cached_property  # the search asks each state's total several times
     def total(self) -> float:
@@ -99,52 +106,39 @@ class LanguageModel:
 
     def advance(self, state: State, label: str) -> State:
         """The state after one more character of class `label` ("3", "A", "a", "C" = c or C)."""
-        logp = list(state.logp)
-        position = state.length
-        letter = label.lower() if label.isalpha() else None
-        for t, name in enumerate(TYPES):
-            if logp[t] == NEG:
-                continue
-            if name == "number":
-                logp[t] += -math.log(10) if label.isdigit() else NEG
-            elif name == "code":
-                fits = label.isdigit() or label.isupper()  # merged letters are upper case too
-                logp[t] += -math.log(36) if fits else NEG
-            elif name == "mix":
-                fits = label.isdigit() or not label.isupper() or label.lower() in MERGED_LETTERS
-                logp[t] += -math.log(36) if fits else NEG
-            elif name == "any":
-                logp[t] += -math.log(47)
-            elif letter is None or not _case_fits(label, _FORMS[name], position):
-                logp[t] = NEG
-        letters, lo, hi = None, 0, 0
-        if letter is not None and state.letters is not None:
-            letters = state.letters + letter
+        logp = list(map(operator.add, state.logp, _steps(label, state.length == 0)))
+        letters, lo, hi, context = None, 0, 0, _START_CONTEXT
+        if label.isalpha() and state.letters is not None:
+            code = _ALPHABET.index(label.lower())
+            letters = state.letters + _ALPHABET[code]
             lo, hi = self._range(state, letters)
             word_step = (math.log(self._mass(lo, hi) / self._mass(*self._span(state)))
                          if hi > lo else NEG)
-            context = _context(state.letters)
-            text_step = math.log(self.ngram[context, _ALPHABET.index(letter)])
-            for t, name in enumerate(TYPES):
-                if logp[t] != NEG and name in _FORMS:
-                    logp[t] += word_step if name.lower() == "word" else text_step
-        return State(tuple(logp), letters, lo, hi, position + 1)
+            text_step = math.log(self.ngram[state.context, code])
+            for types, step in ((_WORD_TYPES, word_step), (_TEXT_TYPES, text_step)):
+                for t in types:
+                    if logp[t] != NEG:
+                        logp[t] += step
+            context = (state.context * 27 + code) % _CONTEXTS
+        return State(tuple(logp), letters, lo, hi, state.length + 1, context)
 
     def finish(self, state: State) -> State:
         """The state with the string ended: a word must be a whole word of the list, text
         pays its n-gram's end."""
         logp = list(state.logp)
         if state.length == 0:
-            return State(tuple(NEG for _ in logp), state.letters, state.lo, state.hi, 0)
+            return State(tuple(NEG for _ in logp), state.letters, state.lo, state.hi, 0,
+                         state.context)
         lo, hi = self._span(state)
         whole = (state.letters is not None and hi > lo and self.words[lo] == state.letters)
         word_end = math.log(self.counts[lo] / self._mass(lo, hi)) if whole else NEG
-        text_end = (math.log(self.ngram[_context(state.letters), _END])
+        text_end = (math.log(self.ngram[state.context, _END])
                     if state.letters is not None else NEG)
-        for t, name in enumerate(TYPES):
-            if logp[t] != NEG and name in _FORMS:
-                logp[t] += word_end if name.lower() == "word" else text_end
-        return State(tuple(logp), state.letters, state.lo, state.hi, state.length)
+        for types, step in ((_WORD_TYPES, word_end), (_TEXT_TYPES, text_end)):
+            for t in types:
+                if logp[t] != NEG:
+                    logp[t] += step
+        return State(tuple(logp), state.letters, state.lo, state.hi, state.length, state.context)
 
     def score(self, labels: Sequence[str]) -> float:
         """log P(string) of a whole string of classes."""
@@ -182,14 +176,26 @@ def _case_fits(label: str, form: str, position: int) -> bool:
     return label.isupper() == upper
 
 
-def _context(letters: str) -> int:
-    """The n-gram context index of the last 3 letters, the start padded."""
-    tail = letters[max(len(letters) - (_NGRAM_ORDER - 1), 0):]  # O(1) per step
-    codes = [_START] * (_NGRAM_ORDER - 1) + [_ALPHABET.index(c) for c in tail]
-    index = 0
-    for code in codes[-(_NGRAM_ORDER - 1):]:
-        index = index * 27 + code
-    return index
+@lru_cache(maxsize=None)
+def _steps(label: str, first: bool) -> tuple[float, ...]:
+    """What one more character of class `label` adds to each type's log probability, but for
+    the word list's and the n-gram's own steps: a type it cannot be part of gets -inf."""
+    digit, letter = label.isdigit(), label.isalpha()
+    merged = label.lower() in MERGED_LETTERS
+    steps = []
+    for name in TYPES:
+        if name == "number":
+            fits, cost = digit, math.log(10)
+        elif name == "code":
+            fits, cost = digit or label.isupper(), math.log(36)  # merged letters are upper too
+        elif name == "mix":
+            fits, cost = digit or not label.isupper() or merged, math.log(36)
+        elif name == "any":
+            fits, cost = True, math.log(47)
+        else:
+            fits, cost = letter and _case_fits(label, _FORMS[name], 0 if first else 1), 0.0
+        steps.append(-cost if fits else NEG)
+    return tuple(steps)
 
 
 def _ngram_table(words: Sequence[str]) -> np.ndarray:

@@ -80,8 +80,10 @@ def test_the_letter_model_generalises_to_words_it_never_saw(model, monkeypatch):
     def nats_a_letter(table) -> float:
         costs = []
         for word in held_out:
-            for i, symbol in enumerate([language._ALPHABET.index(c) for c in word] + [26]):
-                costs.append(-math.log(table[language._context(word[:i]), symbol]))
+            context = language._START_CONTEXT  # the 3 symbols before, as the model's states keep it
+            for symbol in [language._ALPHABET.index(c) for c in word] + [26]:
+                costs.append(-math.log(table[context, symbol]))
+                context = (context * 27 + symbol) % language._CONTEXTS
         return float(np.mean(costs))
 
     mixed = nats_a_letter(language._ngram_table(rest))
@@ -98,6 +100,15 @@ def test_the_prior_is_incremental_and_each_type_normalised(model):
     assert model.finish(state).total == pytest.approx(score(model, "Garden"))
     # The n-gram's next-symbol distributions sum to one.
     assert np.allclose(model.ngram.sum(1), 1.0)
+    # The text type pays each letter's n-gram probability after the 3 symbols before it (the
+    # start padded), and the end's: the states' running context is that of the letters.
+    text = TYPES.index("text")
+    symbols = [language._ALPHABET.index(c) for c in "zebra"] + [26]
+    padded = [26, 26, 26] + symbols
+    expected = sum(math.log(model.ngram[(padded[i] * 27 + padded[i + 1]) * 27 + padded[i + 2],
+                                        padded[i + 3]]) for i in range(len(symbols)))
+    ended = model.finish(_walk(model, "zebra")).logp[text] - model.start.logp[text]
+    assert ended == pytest.approx(expected, abs=1e-9)
     # The word type's probabilities of all words sum to one (the list's frequencies).
     words = model.words[:300]
     total = sum(math.exp(model.finish(_walk(model, w)).logp[TYPES.index("word")]

@@ -34,7 +34,7 @@ import gzip
 import math
 import operator
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -78,10 +78,16 @@ class State:
     length: int = 0
     context: int = _START_CONTEXT
 
-    @cached_property  # the search asks each state's total several times
-    def total(self) -> float:
-        """log of sum over types of P(type) P(prefix | type)."""
-        return _logsumexp(self.logp)
+    def __post_init__(self) -> None:
+        # The search asks each state's total, and looks states up by value (many paths reach one
+        # prefix, and once only the "any" type is left every prefix of a length is the same
+        # state), many times each: both are computed once, here.
+        object.__setattr__(self, "total", _logsumexp(self.logp))  # log sum P(type) P(prefix | type)
+        object.__setattr__(self, "_hash", hash((self.logp, self.letters, self.lo, self.hi,
+                                                self.length, self.context)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 class LanguageModel:
@@ -233,7 +239,7 @@ def _logsumexp(values: Sequence[float]) -> float:
     top = max(values)
     if top == NEG:
         return NEG
-    return top + math.log(sum(math.exp(v - top) for v in values if v != NEG))
+    return top + math.log(sum([math.exp(v - top) for v in values]))  # exp(-inf) adds 0.0
 
 
 def load_words(path: str | Path = WORDS_FILE) -> tuple[list[str], list[float]]:

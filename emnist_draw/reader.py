@@ -310,6 +310,12 @@ class StringReader:
         language = self.language
         # The prior of a prefix with one more class; per read, as many paths share prefixes.
         advance = lru_cache(maxsize=None)(lambda state, c: language.advance(state, self.classes[c]))
+
+        # The inner loop's numbers as Python lists: indexing NumPy arrays one number at a time
+        # costs more than the arithmetic.
+        whole_odds, allowed_classes = whole.tolist(), allowed.tolist()
+        class_log_probs, class_costs = log_probs.tolist(), height_cost.tolist()
+        choices = {kind: [row.tolist() for row in rows] for kind, rows in choices.items()}
         beams[0] = [_Hypothesis(0.0, (), language.start)]
         for start in range(len(order)):
             check_time()
@@ -324,13 +330,13 @@ class StringReader:
                     n = span_index.get((start, end))
                     if n is None:
                         continue
-                    base = hyp.score + bonus + WHOLE_WEIGHT * whole[n]
+                    base = hyp.score + bonus + WHOLE_WEIGHT * whole_odds[n]
                     options = choices[kinds[position] if kinds else None][n]
                     for c in ((known_class[n],) if n in known_class else options):
-                        if not allowed[c] and n not in known_class:
+                        if not allowed_classes[c] and n not in known_class:
                             continue
                         state = advance(hyp.language, c)
-                        score = (base + log_probs[n, c] + height_cost[n, c]
+                        score = (base + class_log_probs[n][c] + class_costs[n][c]
                                  + LM_WEIGHT * (state.total - hyp.language.total))
                         if score > -np.inf:
                             beams[end].append(_Hypothesis(score, hyp.steps + ((start, end, c),),

@@ -120,11 +120,7 @@ class LanguageModel:
             lo, hi = self._range(state, letters)
             word_step = (math.log(self._mass(lo, hi) / self._mass(*self._span(state)))
                          if hi > lo else NEG)
-            text_step = math.log(self.ngram[state.context, code])
-            for types, step in ((_WORD_TYPES, word_step), (_TEXT_TYPES, text_step)):
-                for t in types:
-                    if logp[t] != NEG:
-                        logp[t] += step
+            _add_to_forms(logp, word_step, math.log(self.ngram[state.context, code]))
             context = (state.context * 27 + code) % _CONTEXTS
         return State(tuple(logp), letters, lo, hi, state.length + 1, context)
 
@@ -140,10 +136,7 @@ class LanguageModel:
         word_end = math.log(self.counts[lo] / self._mass(lo, hi)) if whole else NEG
         text_end = (math.log(self.ngram[state.context, _END])
                     if state.letters is not None else NEG)
-        for types, step in ((_WORD_TYPES, word_end), (_TEXT_TYPES, text_end)):
-            for t in types:
-                if logp[t] != NEG:
-                    logp[t] += step
+        _add_to_forms(logp, word_end, text_end)
         return State(tuple(logp), state.letters, state.lo, state.hi, state.length, state.context)
 
     def score(self, labels: Sequence[str]) -> float:
@@ -174,12 +167,21 @@ class LanguageModel:
         return self.cumulative[hi] - self.cumulative[lo]
 
 
-def _case_fits(label: str, form: str, position: int) -> bool:
-    """Whether a class can be a letter of a string written in `form` at `position`."""
+def _case_fits(label: str, form: str, first: bool) -> bool:
+    """Whether a class can be a letter of a string written in `form`, first or later."""
     if label.lower() in MERGED_LETTERS:
         return True
-    upper = form == "upper" or (form == "capitalized" and position == 0)
+    upper = form == "upper" or (form == "capitalized" and first)
     return label.isupper() == upper
+
+
+def _add_to_forms(logp: list[float], word: float, text: float) -> None:
+    """Add the word list's step to the word types and the n-gram's to the text types, in place
+    (a type already ruled out stays so)."""
+    for types, step in ((_WORD_TYPES, word), (_TEXT_TYPES, text)):
+        for t in types:
+            if logp[t] != NEG:
+                logp[t] += step
 
 
 @lru_cache(maxsize=None)
@@ -199,7 +201,7 @@ def _steps(label: str, first: bool) -> tuple[float, ...]:
         elif name == "any":
             fits, cost = True, math.log(47)
         else:
-            fits, cost = letter and _case_fits(label, _FORMS[name], 0 if first else 1), 0.0
+            fits, cost = letter and _case_fits(label, _FORMS[name], first), 0.0
         steps.append(-cost if fits else NEG)
     return tuple(steps)
 

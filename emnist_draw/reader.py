@@ -260,7 +260,7 @@ class StringReader:
                              "shorten the pattern")
         # Read without the pattern too: a pattern far shorter (or longer) than what the ink
         # reads as would otherwise be met by merging characters ("LLL" on YELLOW: "HHW").
-        read = {} if read is None else read  # candidates -> (images, logits), read once
+        read = {} if read is None else read  # the candidates, gated, rendered and read once
         free = (self._read(boxes, render, charset, 1, None, words, 1, fixed, read, columns, key)
                 if kinds else None)
         fixed = fixed or {}
@@ -299,10 +299,10 @@ class StringReader:
         height_cost[list(known_class)] = 0.0
         # A pattern asks for a kind at each place: the best classes of each kind, not only the
         # best overall (a 0 read as O, Q, D, U first still offers its 0 where a digit is due).
-        choices = {None: ranked[:, :CANDIDATE_CLASSES]}
+        choices = {None: ranked[:, :CANDIDATE_CLASSES].tolist()}
         if kinds is not None:
             for kind, members in (("digit", self.is_digit), ("letter", ~self.is_digit)):
-                choices[kind] = np.array([row[members[row]][:CANDIDATE_CLASSES] for row in ranked])
+                choices[kind] = [row[members[row]][:CANDIDATE_CLASSES].tolist() for row in ranked]
         hinted = {balanced_form(w) for w in words} if words else set()
 
         bonus = IMAGE_CHARACTER_BONUS if columns else CHARACTER_BONUS
@@ -315,7 +315,6 @@ class StringReader:
         # costs more than the arithmetic.
         whole_odds, allowed_classes = whole.tolist(), allowed.tolist()
         class_log_probs, class_costs = log_probs.tolist(), height_cost.tolist()
-        choices = {kind: [row.tolist() for row in rows] for kind, rows in choices.items()}
         beams[0] = [_Hypothesis(0.0, (), language.start)]
         for start in range(len(order)):
             check_time()
@@ -434,12 +433,13 @@ class StringReader:
         spans = _candidate_spans(sorted_boxes, line_height)
         # A confirmed character is a candidate of its own, never part of a larger one.
         spans = [(a, b) for a, b in spans if b - a == 1 or all(order[k] not in fixed for k in range(a, b))]
-        rows = features(sorted_boxes, spans, line_height, columns=columns)
-        if not self.every_candidate:  # a single primitive always stays: every path needs it
-            odds = gate().log_odds(rows)
-            keep = [n for n, (a, b) in enumerate(spans) if b - a == 1 or odds[n] >= GATE]
-            spans, rows = [spans[n] for n in keep], rows[keep]
-        if tuple(spans) not in read:
+        proposed = tuple(spans)
+        if proposed not in read:  # a pattern's read takes the free read's candidates
+            rows = features(sorted_boxes, spans, line_height, columns=columns)
+            if not self.every_candidate:  # a single primitive always stays: every path needs it
+                odds = gate().log_odds(rows)
+                keep = [n for n, (a, b) in enumerate(spans) if b - a == 1 or odds[n] >= GATE]
+                spans, rows = [spans[n] for n in keep], rows[keep]
             parts = [[order[k] for k in range(a, b)] for a, b in spans]
             keys = [key(p) for p in parts] if key else [None] * len(parts)
             found = [self.recent.get(k) if k else None for k in keys]
@@ -451,8 +451,9 @@ class StringReader:
                     found[n] = image.copy(), row.copy()  # not views that keep the batch alive
                     if keys[n]:
                         self.recent.put(keys[n], found[n])
-            read[tuple(spans)] = np.stack([f[0] for f in found]), np.stack([f[1] for f in found])
-        images, logits = read[tuple(spans)]
+            read[proposed] = (spans, rows, np.stack([f[0] for f in found]),
+                              np.stack([f[1] for f in found]))
+        spans, rows, images, logits = read[proposed]
         return Candidates(order, sorted_boxes, line_height, spans, images, logits, rows, columns)
 
     def _in_context(self, chosen: list[int], probs: np.ndarray, allowed: np.ndarray,
@@ -637,7 +638,8 @@ def _pruned(hypotheses: list[_Hypothesis], wanted: int | None,
 
 
 def _rank(hyp: _Hypothesis) -> tuple:
-    """The order of hypotheses (their dataclass order), as a key: sorting by it is 3x faster."""
+    """The order of hypotheses (their dataclass order) as a key, which sorts faster than the
+    dataclass's generated comparisons."""
     return hyp.score, hyp.steps
 
 

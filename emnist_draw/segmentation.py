@@ -43,6 +43,8 @@ FEATURES = ("parts", "width", "height", "log_aspect", "top", "bottom", "gap_insi
 # What the CNN says of a candidate; the rest (GEOMETRY) is known before it is rendered.
 CONFIDENCE = ("best_log_prob", "second_log_prob", "entropy")
 GEOMETRY = tuple(f for f in FEATURES if f not in CONFIDENCE)
+_GEOMETRY_COLUMNS = [FEATURES.index(f) for f in GEOMETRY]
+_CONFIDENCE_COLUMNS = [FEATURES.index(f) for f in CONFIDENCE]
 
 
 def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: float,
@@ -57,7 +59,6 @@ def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: f
     top, bottom = boxes[:, 1].min(), boxes[:, 3].max()
     line_base = baseline(boxes)
     rows = np.full((len(spans), len(FEATURES)), np.nan)
-    geometry = [FEATURES.index(f) for f in GEOMETRY]
     for row, (a, b) in enumerate(spans):
         part = boxes[a:b]
         box = np.r_[part[:, :2].min(0), part[:, 2:].max(0)]
@@ -66,7 +67,7 @@ def features(boxes: np.ndarray, spans: Sequence[tuple[int, int]], line_height: f
                      default=0.0)
         left = boxes[max(a - NEIGHBOURS, 0):a]
         right = boxes[b:min(b + NEIGHBOURS, n)]
-        rows[row, geometry] = (
+        rows[row, _GEOMETRY_COLUMNS] = (
             b - a, width / line_height, height / line_height,
             np.log((width + 0.02 * line_height) / (height + 0.02 * line_height)),
             (box[1] - top) / line_height, (bottom - box[3]) / line_height,
@@ -88,7 +89,7 @@ def with_confidence(rows: np.ndarray, logits: np.ndarray) -> np.ndarray:
     ranked = np.sort(log_probs, axis=1)
     entropy = -(np.exp(log_probs) * log_probs).sum(1)
     rows = rows.copy()
-    rows[:, [FEATURES.index(f) for f in CONFIDENCE]] = np.c_[ranked[:, -1], ranked[:, -2], entropy]
+    rows[:, _CONFIDENCE_COLUMNS] = np.c_[ranked[:, -1], ranked[:, -2], entropy]
     return rows
 
 

@@ -168,8 +168,9 @@ class LanguageModel:
 
 
 def _case_fits(label: str, form: str, first: bool) -> bool:
-    """Whether a class can be a letter of a string written in `form`, first or later."""
-    if label.lower() in MERGED_LETTERS:
+    """Whether a class can be a letter of a string written in `form`, first or later. A merged
+    class ("C": c or C) fits either case; given in lower case ("l": its shape says so), only its own."""
+    if label.lower() in MERGED_LETTERS and label.isupper():
         return True
     upper = form == "upper" or (form == "capitalized" and first)
     return label.isupper() == upper

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from emnist_draw.preprocess import strokes_to_input
 from emnist_draw.composed import composed_strings, line_image, photographed
 from emnist_draw.data import BALANCED_CLASSES
-from emnist_draw.reader import WORD_BONUS, balanced_form, edit_distance
+from emnist_draw.reader import BAR_ASPECT, WORD_BONUS, balanced_form, edit_distance
 from emnist_draw.server.schemas import MAX_POINTS
 from emnist_draw.unipen import compose, load_samples, load_written
 
@@ -256,6 +256,23 @@ def test_codes_and_letter_digit_mixes_read_as_written(reader, recognizer, text):
         reading = reader.read_strokes(strokes)
         assert balanced_form(reading.text) == balanced_form(text)
         assert [c.parts for c in reading.characters] == owners
+
+
+def test_a_bar_read_as_L_is_no_capital_L(reader, recognizer):
+    """EMNIST-balanced's "L" is L or l, and a measure writer's plain bar of a 1 is that class
+    first (0.49 against the 1's 0.43): a capital L has a foot, so in a code the bar is a 1 (it
+    read KXL7Q), and in a lowercase word it is still an l."""
+    def bar_read_as_L(sample) -> bool:
+        points = np.concatenate([np.asarray(s, float) for s in sample.strokes])
+        width, height = np.ptp(points, 0)
+        probs = recognizer.probabilities(strokes_to_input(sample.strokes)[None])[0]
+        return width < BAR_ASPECT * height and recognizer.classes[int(probs.argmax())] == "L"
+
+    bar = next(s for s in load_samples("measure", "OK") if s.char == "1" and bar_read_as_L(s))
+    k, x, seven, q = written(recognizer, "KX7Q")
+    assert reader.read_strokes(compose([k, x, bar, seven, q])[0]).text == "KX17Q"
+    h, e, o = written(recognizer, "heo")
+    assert reader.read_strokes(compose([h, e, bar, bar, o])[0]).text == "hello"
 
 
 def test_words_read_in_their_written_case(reader, recognizer):

@@ -127,24 +127,42 @@ class LanguageModel:
     def finish(self, state: State) -> State:
         """The state with the string ended: a word must be a whole word of the list, text
         pays its n-gram's end."""
-        logp = list(state.logp)
         if state.length == 0:
-            return State(tuple(NEG for _ in logp), state.letters, state.lo, state.hi, 0,
+            return State(tuple(NEG for _ in state.logp), state.letters, state.lo, state.hi, 0,
                          state.context)
+        return State(self._word_ended(state), state.letters, state.lo, state.hi, state.length,
+                     state.context)
+
+    def space(self, state: State) -> State:
+        """The state after a space: a line of words is words of the list, or free text, one
+        after the other; each word ends as a string does and the next starts afresh. What is
+        no word (a number, a code) goes on as before."""
+        letters = "" if state.letters is not None else None
+        return State(self._word_ended(state), letters, 0, -1, state.length, _START_CONTEXT)
+
+    def _word_ended(self, state: State) -> tuple[float, ...]:
+        """Each type's log probability with the prefix's last word ended."""
+        logp = list(state.logp)
         lo, hi = self._span(state)
         whole = (state.letters is not None and hi > lo and self.words[lo] == state.letters)
         word_end = math.log(self.counts[lo] / self._mass(lo, hi)) if whole else NEG
         text_end = (math.log(self.ngram[state.context, _END])
                     if state.letters is not None else NEG)
         _add_to_forms(logp, word_end, text_end)
-        return State(tuple(logp), state.letters, state.lo, state.hi, state.length, state.context)
+        return tuple(logp)
 
-    def score(self, labels: Sequence[str]) -> float:
-        """log P(string) of a whole string of classes."""
-        state = self.start
-        for label in labels:
-            state = self.advance(state, label)
-        return self.finish(state).total
+    def score(self, labels: Sequence[str], spaces: Sequence[int] = ()) -> float:
+        """log P(string) of a whole string of classes, with a space before each position in
+        `spaces`."""
+        return self.finish(self.walk(self.start, labels, spaces)).total
+
+    def walk(self, state: State, labels: Sequence[str], spaces: Sequence[int] = (),
+             position: int = 0) -> State:
+        """The state after `labels`, the first of them at `position` of the string, with a
+        space before each position in `spaces`."""
+        for i, label in enumerate(labels, position):
+            state = self.advance(self.space(state) if i in spaces else state, label)
+        return state
 
     def posterior(self, state: State) -> dict[str, float]:
         """P(type | string) of a finished state."""

@@ -70,6 +70,17 @@ def test_strings_no_list_holds_are_still_possible(model):
     assert all(math.isfinite(score(model, s)) for s in ("aB3x", "QXRT", "7", "zzzzzz"))
 
 
+def test_a_line_is_words_one_after_the_other(model):
+    """A space ends a word as the string's end does: two listed words with a space between them
+    are likelier than the same letters as one string, and a listed word cut by a space less
+    likely than whole; a number or a code pays nothing for a space."""
+    line = balanced_form("happydays")
+    assert model.score(line, spaces=[5]) > model.score(line) + 5
+    assert model.score(balanced_form("garden"), spaces=[3]) < score(model, "garden") - 5
+    assert model.score("2024", spaces=[2]) == pytest.approx(model.score("2024"))
+    assert model.score("AB12C", spaces=[2]) == pytest.approx(model.score("AB12C"), abs=0.01)
+
+
 def test_the_letter_model_generalises_to_words_it_never_saw(model, monkeypatch):
     """Mixed with the uniform, the n-gram spells words held out of its table better (fewer nats
     a letter) than alone, and no letter after any context costs more than log(27 / weight)."""

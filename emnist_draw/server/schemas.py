@@ -260,6 +260,17 @@ _CODE = [
     [[120,5],[125,2],[142,0],[151,2],[153,12],[138,31],[115,47],[99,49],[100,41],[110,34],[126,34],[135,41]],
     [[194,6],[194,3],[192,0],[190,0],[181,5],[177,9],[170,22],[168,29],[169,41],[172,45],[184,50],[192,48]],
 ]
+_CODE_WITH_I = [
+    [[25,0],[22,1],[20,3],[11,15],[5,26],[0,39],[1,47],[7,50],[20,48],[30,41],[34,32],[30,27],
+    [22,29],[13,35],[12,42],[14,45]],
+    [[57,5],[56,7],[54,13],[50,29],[48,39],[47,47],[47,48],[48,44],[50,32],[52,16],[55,3],[57,0],
+    [57,4],[57,13],[57,23],[60,31],[64,32],[70,29],[76,22],[79,11],[81,3],[81,2],[81,7],[80,19],
+    [78,34],[75,45],[74,50]],
+    [[107,11],[106,14],[103,18],[100,33],[98,44],[96,49],[94,47],[96,38],[103,24],[113,10],[123,1],
+    [131,0],[132,5],[126,12],[114,22],[105,28],[108,28],[115,28],[124,28],[133,29],[135,34],
+    [129,40],[119,46],[107,49],[102,50]],
+    [[160,0],[155,12],[152,22],[150,41],[147,50]],
+]
 _TWO_LINES = [
     [[19,2],[20,1],[17,16],[11,25],[2,42],[0,50]],
     [[56,5],[79,0],[87,18],[39,50],[46,34],[71,41]],
@@ -269,10 +280,10 @@ _TWO_LINES = [
 READ_EXAMPLES = {
     "number": {"summary": "A number: reads 2024", "value": {
         "strokes": _NUMBER, "charset": "all", "top_k": 3, "alternatives": 3}},
-    "correction": {"summary": "A correction kept: ABL2C, with its 1 confirmed AB12C",
-                    "description": "Stroke 3 was read L and the writer picked 1: sent in "
-                                   "`known` with every later read, it stays a 1.",
-                    "value": {"strokes": _CODE, "known": [{"strokes": [3], "label": "1"}]}},
+    "correction": {"summary": "A correction kept: 6MB1, with its I confirmed 6MBI",
+                    "description": "Stroke 3, a bare bar, was read 1 and the writer picked I: "
+                                   "sent in `known` with every later read, it stays an I.",
+                    "value": {"strokes": _CODE_WITH_I, "known": [{"strokes": [3], "label": "I"}]}},
     "pattern": {"summary": "A code with its shape: pattern LLDDL reads AB12C",
                  "value": {"strokes": _CODE, "pattern": "LLDDL"}},
     "lines": {"summary": "Two lines: 12 above 34 reads \"12\\n34\"",

@@ -8,6 +8,7 @@
     .venv/bin/python bench/read_strings.py --part tune --composed 600  # what was tuned on
     .venv/bin/python bench/read_strings.py --speed                  # ms per string by length
     .venv/bin/python bench/read_strings.py --speed --images         # ms per picture of a line
+    .venv/bin/python bench/read_strings.py --part tune --fit-spaces # reader.SPACE_ODDS
 
 Exact-string rate and character error rate (edit distance / length), both on the balanced form
 (no spaces; case ignored only for the 15 letters EMNIST-balanced merges), per kind of string,
@@ -44,7 +45,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without install
 
 from emnist_draw import cuts  # noqa: E402
 from emnist_draw.preprocess import image_to_ink, strokes_to_input  # noqa: E402
-from emnist_draw.reader import StringReader, balanced_form, edit_distance, inked_runs  # noqa: E402
+from emnist_draw.reader import (StringReader, balanced_form, edit_distance, inked_runs,  # noqa: E402
+                                space_gaps)
 from emnist_draw.recognizer import Recognizer  # noqa: E402
 from emnist_draw.composed import KINDS, composed_strings, line_image, photographed  # noqa: E402
 from emnist_draw.unipen import PARTS, load_samples, load_written  # noqa: E402
@@ -217,6 +219,26 @@ def fit(reader: StringReader, strings: list[tuple], words: list, rounds: int = 1
             "TYPE_WEIGHTS": {k: round(v, 4) for k, v in weights.items()}}
 
 
+def fit_spaces(strings: list) -> dict:
+    """reader.SPACE_ODDS: a logistic regression of "this gap is a space" on reader.space_gaps'
+    inputs, by Newton's method. A line's spaces are taken to be its widest gaps, as many as it
+    has spaces; a word or a composed string has none. Tune writers only (--part tune)."""
+    inputs, labels = [], []
+    for text, strokes in strings:
+        boxes = np.array(sorted((np.r_[np.min(s, 0), np.max(s, 0)] for s in map(np.asarray, strokes)
+                                 if len(s)), key=lambda b: b[0] + b[2]))
+        at, x = space_gaps(boxes, float(boxes[:, 3].max() - boxes[:, 1].min()))
+        spaces = np.argsort(-x[:, 0])[:text.count(" ")]
+        inputs.append(x)
+        labels.append(np.isin(np.arange(len(at)), spaces))
+    x, y = np.concatenate(inputs), np.concatenate(labels)
+    w = np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        w += np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + 1e-6 * np.eye(len(w)), x.T @ (y - p))
+    return {"SPACE_ODDS": [round(float(v), 2) for v in w], "gaps": len(y), "spaces": int(y.sum())}
+
+
 def speed(readers: dict, samples, repeats: int = 30) -> dict:
     """Median ms per read by string length (one thread) for each reader, beside one
     character's, in turns on the same strings: a cold read, and (for a reader that keeps recent
@@ -306,10 +328,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="--fit: rounds over the type weights")
     parser.add_argument("--no-grid", action="store_true",
                         help="--fit: only the type weights, at the reader's constants")
+    parser.add_argument("--fit-spaces", action="store_true",
+                        help="fit the odds of a space at a gap (--part tune only)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    if args.fit and args.part != "tune":
-        parser.error("--fit runs on the tune writers only: add --part tune")
+    if (args.fit or args.fit_spaces) and args.part != "tune":
+        parser.error("--fit and --fit-spaces run on the tune writers only: add --part tune")
     recognizer = Recognizer(args.model)
     readers = {"after": StringReader(recognizer)}
     if args.before:
@@ -325,6 +349,14 @@ def main() -> None:
         result["fit"] = fit(readers["after"], composed_strings(args.composed or 300, "tune", seed=1),
                             words, args.rounds, not args.no_grid)
         print(json.dumps(result["fit"], indent=1))
+    elif args.fit_spaces:  # every other line, every fourth word, 600 composed strings
+        printed = [w for w in load_written("tune") if w.printed]
+        lines = [w for w in printed if " " in w.text][1::2]
+        words = [w for w in printed if " " not in w.text][1::4]
+        strings = [(w.text, w.strokes) for w in lines + words] + \
+            [(text, strokes) for _, text, _, strokes in composed_strings(600, "tune", seed=3)]
+        result["fit_spaces"] = fit_spaces(strings)
+        print(json.dumps(result["fit_spaces"], indent=1))
     elif args.speed and args.images:
         result["speed"] = image_speed(readers, composed_strings(args.composed or 120, args.part))
         print(json.dumps(result, indent=1))

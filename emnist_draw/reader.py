@@ -81,7 +81,7 @@ LM_WEIGHT = 1.0            # x log P(string) of the language model (emnist_draw.
 # other). The log odds are SPACE_ODDS . (gap / line height, log(gap / the string's usual gap), 1), a
 # logistic fitted on the tune writers' gaps over 0.1 line heights (SPACE_MIN_GAP; a narrower one is
 # no space): in 417 printed lines the widest gaps, as many as the line has spaces, and in 4,909
-# words and 600 composed strings none. Only gaps whose log odds pass SPACE_FLOOR are offered: each
+# words and 600 composed strings none (bench/read_strings.py --part tune --fit-spaces). Only gaps whose log odds pass SPACE_FLOOR are offered: each
 # doubles the paths the beam chooses among. On 200 other tune lines: 58 read right (spaces aside)
 # with the spaces only shown at wide gaps, 94 with them chosen (spaces right 19 -> 78); at floors
 # of -6 / -4.5 / -3 / -2, 94 / 95 / 94 / - right, a 20-character read 15% / 7% / 3% / 3% slower
@@ -675,20 +675,26 @@ def _pruned(hypotheses: list[_Hypothesis], wanted: int | None,
     return heapq.nlargest(PATTERN_BEAM, kept, key=_rank)
 
 
-def _space_log_odds(boxes: np.ndarray, line_height: float) -> dict[int, tuple[float, float]]:
-    """Where a space may go, between the x-sorted primitives k - 1 and k: k -> (log P(space),
-    log P(no space)) from the empty gap there (SPACE_ODDS)."""
-    reach = np.maximum.accumulate(boxes[:, 2])[:-1]           # the furthest right ink before k
+def space_gaps(boxes: np.ndarray, line_height: float) -> tuple[list[int], np.ndarray]:
+    """The gaps a space may fill, between the x-sorted primitives k - 1 and k: the ks, and each
+    one's inputs to SPACE_ODDS (gap / line height, log(gap / the usual gap), 1)."""
+    reach = np.maximum.accumulate(boxes[:, 2])[:-1]              # the furthest right ink before k
     following = np.minimum.accumulate(boxes[::-1, 0])[::-1][1:]  # the furthest left from k on
     gaps = following - reach
     usual = float(np.median(gaps[gaps > 0])) if (gaps > 0).any() else line_height
+    at = np.flatnonzero(gaps > SPACE_MIN_GAP * line_height)
+    inputs = np.c_[gaps[at] / line_height, np.log(gaps[at] / usual), np.ones(len(at))]
+    return (at + 1).tolist(), inputs
+
+
+def _space_log_odds(boxes: np.ndarray, line_height: float) -> dict[int, tuple[float, float]]:
+    """Where a space may go: k -> (log P(space), log P(no space)), for the gaps whose log odds
+    pass SPACE_FLOOR."""
+    at, inputs = space_gaps(boxes, line_height)
     odds = {}
-    for k, gap in enumerate(gaps.tolist(), 1):
-        if gap > SPACE_MIN_GAP * line_height:
-            logit = (SPACE_ODDS[0] * gap / line_height + SPACE_ODDS[1] * math.log(gap / usual)
-                     + SPACE_ODDS[2])
-            if logit > SPACE_FLOOR:
-                odds[k] = (-math.log1p(math.exp(-logit)), -math.log1p(math.exp(logit)))
+    for k, logit in zip(at, (inputs @ np.array(SPACE_ODDS)).tolist()):
+        if logit > SPACE_FLOOR:
+            odds[k] = (-math.log1p(math.exp(-logit)), -math.log1p(math.exp(logit)))
     return odds
 
 

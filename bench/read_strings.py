@@ -235,7 +235,8 @@ def fit_spaces(strings: list) -> dict:
     w = np.zeros(x.shape[1])
     for _ in range(50):
         p = 1 / (1 + np.exp(-x @ w))
-        w += np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + 1e-6 * np.eye(len(w)), x.T @ (y - p))
+        hessian = x.T @ (x * (p * (1 - p))[:, None]) + 1e-6 * np.eye(len(w))
+        w += np.linalg.solve(hessian, x.T @ (y - p))
     return {"SPACE_ODDS": [round(float(v), 2) for v in w], "gaps": len(y), "spaces": int(y.sum())}
 
 

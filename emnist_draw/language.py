@@ -187,7 +187,8 @@ class LanguageModel:
 
 def _case_fits(label: str, form: str, first: bool) -> bool:
     """Whether a class can be a letter of a string written in `form`, first or later. A merged
-    class ("C": c or C) fits either case; given in lower case ("l": its shape says so), only its own."""
+    class ("C": c or C) fits either case; given in lower case ("l": its shape says so), only
+    its own."""
     if label.lower() in MERGED_LETTERS and label.isupper():
         return True
     upper = form == "upper" or (form == "capitalized" and first)

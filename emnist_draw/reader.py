@@ -78,14 +78,15 @@ WORD_BONUS = 4.0           # a reading that is one of the caller's words
 LM_WEIGHT = 1.0            # x log P(string) of the language model (emnist_draw.language)
 # A space between words: the search may put one at a gap between primitives, at the odds the gap
 # gives (below) and the language model's (a line of words is words of the list one after the
-# other). The log odds are SPACE_ODDS . (gap / line height, log(gap / the string's usual gap), 1), a
-# logistic fitted on the tune writers' gaps over 0.1 line heights (SPACE_MIN_GAP; a narrower one is
-# no space): in 417 printed lines the widest gaps, as many as the line has spaces, and in 4,909
-# words and 600 composed strings none (bench/read_strings.py --part tune --fit-spaces). Only gaps whose log odds pass SPACE_FLOOR are offered: each
-# doubles the paths the beam chooses among. On 200 other tune lines: 58 read right (spaces aside)
-# with the spaces only shown at wide gaps, 94 with them chosen (spaces right 19 -> 78); at floors
-# of -6 / -4.5 / -3 / -2, 94 / 95 / 94 / - right, a 20-character read 15% / 7% / 3% / 3% slower
-# than with no spaces offered; 1,965 real words and 821 real numbers read alike.
+# other). The log odds are SPACE_ODDS . (gap / line height, log(gap / the string's usual gap), 1),
+# a logistic fitted on the tune writers' gaps over 0.1 line heights (SPACE_MIN_GAP; a narrower
+# one is no space): in 417 printed lines the widest gaps, as many as the line has spaces, and in
+# 4,909 words and 600 composed strings none (bench/read_strings.py --part tune --fit-spaces).
+# Only gaps whose log odds pass SPACE_FLOOR are offered: each doubles the paths the beam weighs.
+# On 200 other tune lines: 58 read right (spaces aside) with spaces only shown at wide gaps, 94
+# with them chosen (spaces right 19 -> 78); at floors of -6 / -4.5 / -3 / -2, 94 / 95 / 94 / -
+# right, a 20-character read 15% / 7% / 3% / 3% slower than with no spaces offered; 1,965 real
+# words and 821 real numbers read alike.
 SPACE_ODDS = (4.11, 4.66, -6.91)
 SPACE_MIN_GAP = 0.1
 SPACE_FLOOR = -3.0

@@ -402,8 +402,9 @@ class ReadLine(BaseModel):
 
 
 class Reading(BaseModel):
-    text: str = Field(description="The text read, lines joined by a newline ('\\n'); spaces "
-                                  "where the ink leaves a wide gap.")
+    text: str = Field(description="The text read, lines joined by a newline ('\\n'); a space "
+                                  "where a gap in the ink reads as one (its width, and the "
+                                  "words on either side).")
     characters: list[ReadCharacter] = Field(description="Every line's characters, the top line "
                                                         "first, each line left to right.")
     lines: list[ReadLine] = Field(description=(

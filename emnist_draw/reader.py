@@ -390,8 +390,8 @@ class StringReader:
                              "give a pattern of the string's length")
         alternatives, seen = [], set()
         for hyp in finals[:4 * n_best]:
-            text = self._text(hyp.steps, span_boxes, hyp.spaces, hyp.language,
-                              [label(span_index[(a, b)], c) for a, b, c in hyp.steps])
+            text = self._text(hyp.steps, [label(span_index[(a, b)], c) for a, b, c in hyp.steps],
+                              span_boxes, hyp.spaces, hyp.language)
             if text not in seen:
                 seen.add(text)
                 alternatives.append((text, round(float(hyp.score), 3)))
@@ -402,9 +402,8 @@ class StringReader:
         letters = best_text.replace(" ", "")
         chosen = [c for _, _, c in best.steps]
         path = [span_index[(a, b)] for a, b, _ in best.steps]
-        in_context = self._in_context(chosen, probs[path], allowed, height_cost[path],
-                                      [label(n, c) for n, c in zip(path, chosen)],
-                                      [label(n, self.bar_class) for n in path], best.spaces)
+        in_context = self._in_context(chosen, path, probs[path], allowed, height_cost[path],
+                                      label, best.spaces)
         for position, ((a, b, c), shown) in enumerate(zip(best.steps, letters)):
             n = span_index[(a, b)]
             context = in_context[position]
@@ -488,21 +487,22 @@ class StringReader:
         spans, rows, images, logits = read[proposed]
         return Candidates(order, sorted_boxes, line_height, spans, images, logits, rows, columns)
 
-    def _in_context(self, chosen: list[int], probs: np.ndarray, allowed: np.ndarray,
-                    costs: np.ndarray, labels: list[str], bar_labels: list[str],
+    def _in_context(self, chosen: list[int], path: list[int], probs: np.ndarray,
+                    allowed: np.ndarray, costs: np.ndarray, label: Callable[[int, int], str],
                     spaces: tuple) -> np.ndarray:
         """Each character's calibrated probabilities as its string leaves them: a class's
         probability times the language model's for the string with that class in its place
         (as the search weighed it, with its `costs` per class: a short capital's), over the
         character's CONTEXT_CLASSES likeliest classes, which keep their share. The 0 of "2024"
         is then no "0 or O?" (the string settled it), and a character's first alternative is
-        the one the string reads. `labels`: the chosen classes as the search gave them to the
-        language model (see _shape_labels), `bar_labels`: each character's "L" so; `spaces`: the
+        the one the string reads. `path`: the characters' candidates, `label`: a candidate's
+        class as the search gave it to the language model (_shape_labels); `spaces`: the
         characters a space comes before."""
         language = self.language
+        labels = [label(n, c) for n, c in zip(path, chosen)]
         prefixes = [language.start]
-        for position, label in enumerate(labels):
-            prefixes.append(language.walk(prefixes[-1], [label], spaces, position))
+        for position, read_label in enumerate(labels):
+            prefixes.append(language.walk(prefixes[-1], [read_label], spaces, position))
         whole = language.finish(prefixes[-1]).total
         out = probs.copy()
         for position, row in enumerate(probs):
@@ -511,8 +511,8 @@ class StringReader:
             candidates = list(dict.fromkeys([chosen[position], *ranked[:CONTEXT_CLASSES]]))
             change = np.zeros(len(candidates))
             for k, c in enumerate(candidates[1:], 1):
-                alternative = bar_labels[position] if c == self.bar_class else self.classes[c]
-                state = language.walk(prefixes[position], [alternative], spaces, position)
+                state = language.walk(prefixes[position], [label(path[position], c)], spaces,
+                                      position)
                 state = language.walk(state, labels[position + 1:], spaces, position + 1)
                 change[k] = language.finish(state).total - whole
             # The search's log probabilities are the calibrated ones x temperature.
@@ -541,15 +541,14 @@ class StringReader:
     def _plain(self, steps: tuple) -> str:
         return "".join(self.classes[c] for _, _, c in steps)
 
-    def _text(self, steps: tuple, span_boxes: dict, spaces: tuple = (),
-              ended: State | None = None, labels: list[str] | None = None) -> str:
+    def _text(self, steps: tuple, labels: list[str], span_boxes: dict, spaces: tuple,
+              ended: State) -> str:
         """The path's characters with the merged letters' case decided and a space before each
         of `spaces`. `labels`: the steps' classes as _shape_labels gives them (a bar's "L" is
         an l)."""
-        labels = labels or [self.classes[c] for _, _, c in steps]
         spans = [span_boxes[(a, b)] for a, b, _ in steps]
         heights = _rise(labels, spans)
-        posterior = self.language.posterior(ended) if ended is not None else None
+        posterior = self.language.posterior(ended)
         lower, capital = _form(labels, heights, posterior)
         shown = [_case(i, labels, heights, lower, capital) for i in range(len(labels))]
         return "".join((" " if i in spaces else "") + char for i, char in enumerate(shown))
